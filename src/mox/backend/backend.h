@@ -1,0 +1,146 @@
+#pragma once
+// The kernel interface one device implements. ops/ decides shapes, dtypes, broadcasting
+// and gradients, allocates outputs, and calls these; a backend only computes.
+// Conventions: `out` tensors are allocated by the caller with the final shape (contiguous
+// unless stated); inputs may be strided views unless a kernel says "contiguous".
+// Floating kernels support f32 and f64 (f64 is for gradient tests); ops/ converts bf16/f16.
+#include <cstdint>
+#include <vector>
+
+#include "mox/tensor/storage.h"
+#include "mox/tensor/tensor.h"
+
+namespace mox {
+
+enum class UnaryOp : uint8_t {
+  Neg, Exp, Log, Sqrt, Rsqrt, Abs, Sign, Reciprocal, Square, Sin, Cos, Log1p, Expm1,
+  Floor, Ceil, Round,
+  Relu, LeakyRelu /*a=slope*/, Elu /*a=alpha*/, Selu, Gelu, GeluTanh, Sigmoid, Tanh,
+  Softplus /*a=beta b=threshold*/, Silu,
+  AddScalar /*x+a*/, MulScalar /*x*a*/, RSubScalar /*a-x*/, RDivScalar /*a/x*/,
+  PowScalar /*x^a*/, RPowScalar /*a^x*/, Clamp /*[a,b]*/,
+};
+struct UnaryParams {
+  double a = 0, b = 0;
+};
+
+enum class BinaryOp : uint8_t {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum, Atan2,
+  Eq, Ne, Lt, Le, Gt, Ge,  // write u8 (0/1) outputs
+};
+bool is_comparison(BinaryOp op);
+
+enum class ReduceOp : uint8_t { Sum, Mean, Max, Min, Prod };
+
+struct Conv2dParams {
+  int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1, groups = 1;
+};
+struct Pool2dParams {
+  int64_t kh = 2, kw = 2, stride_h = 2, stride_w = 2, pad_h = 0, pad_w = 0;
+  bool ceil_mode = false;
+  bool count_include_pad = true;  // avg pool
+};
+
+struct AdamParams {
+  double lr, beta1, beta2, eps, weight_decay;
+  int64_t step;
+  bool decoupled;  // AdamW: decay applied to the weight directly
+  bool amsgrad;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual Allocator& allocator() = 0;
+
+  // ---- memory and simple fills ----
+  // dst and src have the same shape (any strides, any dtypes); converts element types.
+  virtual void copy(const Tensor& src, const Tensor& dst) = 0;
+  virtual void copy_from_host(const void* src, const Tensor& dst) = 0;  // dst contiguous
+  virtual void copy_to_host(const Tensor& src, void* dst) = 0;          // src contiguous
+  virtual void fill(const Tensor& dst, double value) = 0;
+  virtual void arange(const Tensor& dst, double start, double step) = 0;  // contiguous 1-D
+  virtual void uniform(const Tensor& dst, double lo, double hi, Generator& g) = 0;
+  virtual void normal(const Tensor& dst, double mean, double std, Generator& g) = 0;
+  virtual void bernoulli(const Tensor& dst, double p, Generator& g) = 0;  // 1 with prob p
+  virtual void randint(const Tensor& dst, int64_t lo, int64_t hi, Generator& g) = 0;
+
+  // ---- elementwise: inputs already broadcast (expanded) to out's shape ----
+  virtual void unary(UnaryOp op, const Tensor& x, const Tensor& out, UnaryParams p) = 0;
+  // d(op)/dx * gy for the activations and math functions; y is op's output.
+  virtual void unary_backward(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& gy,
+                              const Tensor& gx, UnaryParams p) = 0;
+  virtual void binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+  virtual void where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out) = 0;
+
+  // ---- reductions: out has x's rank with reduced dims of size 1 ----
+  virtual void reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes,
+                      const Tensor& out) = 0;
+  // max/min over one dim with i64 indices; out and indices shaped like reduce's out.
+  virtual void reduce_arg(ReduceOp op, const Tensor& x, int64_t dim, const Tensor& out,
+                          const Tensor& indices) = 0;
+
+  // ---- linear algebra ----
+  // out[b] = alpha * op(a[b]) @ op(b[b]) + beta * out[b], 3-D: a [B,M,K] (or [B,K,M] if ta),
+  // b [B,K,N] (or [B,N,K] if tb), out [B,M,N] contiguous. Batch stride may be 0 (broadcast).
+  // Each matrix must have a unit stride in one of its two dims.
+  virtual void gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool ta, bool tb,
+                    double alpha, double beta) = 0;
+
+  // ---- convolution and pooling (NCHW, contiguous inputs) ----
+  // x [N,C,H,W], w [O,C/groups,kh,kw], bias [O] or undefined, out [N,O,Ho,Wo]
+  virtual void conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out,
+                      const Conv2dParams& p) = 0;
+  // Any of gx, gw, gb may be undefined (not needed). Overwrites (does not accumulate).
+  virtual void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& gy,
+                               const Tensor& gx, const Tensor& gw, const Tensor& gb,
+                               const Conv2dParams& p) = 0;
+  virtual void max_pool2d(const Tensor& x, const Tensor& out, const Tensor& indices,
+                          const Pool2dParams& p) = 0;  // indices i64: flat h*W+w per plane
+  virtual void max_pool2d_backward(const Tensor& gy, const Tensor& indices, const Tensor& gx) = 0;
+  virtual void avg_pool2d(const Tensor& x, const Tensor& out, const Pool2dParams& p) = 0;
+  virtual void avg_pool2d_backward(const Tensor& gy, const Tensor& gx, const Pool2dParams& p) = 0;
+
+  // ---- normalisation and softmax over the last dim (contiguous [rows, n]) ----
+  virtual void softmax(const Tensor& x, const Tensor& out, bool log) = 0;
+  virtual void softmax_backward(const Tensor& y, const Tensor& gy, const Tensor& gx, bool log) = 0;
+  // x [rows, n]; w, b [n] or undefined; mean, rstd [rows] (f32/f64 like x)
+  virtual void layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
+                          const Tensor& out, const Tensor& mean, const Tensor& rstd) = 0;
+  virtual void layer_norm_backward(const Tensor& gy, const Tensor& x, const Tensor& w,
+                                   const Tensor& mean, const Tensor& rstd, const Tensor& gx,
+                                   const Tensor& gw, const Tensor& gb) = 0;
+  // Fused softmax cross-entropy over [rows, n] logits with i64 targets [rows]
+  // (target < 0 is ignored). losses [rows] gets -log p[target] smoothed by `smoothing`;
+  // when grad is defined it receives softmax - onehot_smoothed scaled by grad_scale.
+  virtual void cross_entropy(const Tensor& logits, const Tensor& target, double smoothing,
+                             const Tensor& losses, const Tensor& grad, double grad_scale) = 0;
+
+  // ---- indexing (contiguous src/dst; index i64) ----
+  // out = src.index_select(dim, index)
+  virtual void index_select(const Tensor& src, int64_t dim, const Tensor& index,
+                            const Tensor& out) = 0;
+  // dst.index_add_(dim, index, src): dst[..., index[i], ...] += src[..., i, ...]
+  virtual void index_add(const Tensor& dst, int64_t dim, const Tensor& index,
+                         const Tensor& src) = 0;
+  // out[i][j][k] = src[i][index[i][j][k]][k] (dim=1); index shaped like out
+  virtual void gather(const Tensor& src, int64_t dim, const Tensor& index, const Tensor& out) = 0;
+  // dst[i][index[i][j][k]][k] += src[i][j][k] (dim=1)
+  virtual void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index,
+                           const Tensor& src) = 0;
+
+  // ---- optimiser updates over contiguous f32/f64 parameters (in place) ----
+  virtual void adam_update(const Tensor& param, const Tensor& grad, const Tensor& m,
+                           const Tensor& v, const Tensor& vmax, const AdamParams& p) = 0;
+};
+
+Backend& backend_for(Device d);
+inline Backend& backend_for(const Tensor& t) { return backend_for(t.device()); }
+void register_backend(DeviceType type, Backend* b);
+
+// Thread control for backends that use threads (OpenMP + BLAS on the CPU).
+void set_num_threads(int n);
+int get_num_threads();
+
+}  // namespace mox

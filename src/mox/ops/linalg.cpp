@@ -1,0 +1,155 @@
+// matmul (torch.matmul semantics), bmm and linear, all on the backend's GEMM.
+#include "mox/autograd/node.h"
+#include "mox/ops/ops.h"
+
+namespace mox {
+
+namespace {
+
+// out [B,M,N] = a [B,M,K] @ b [B,K,N] (batch stride may be 0).
+Tensor gemm3(const Tensor& a, const Tensor& b) {
+  Tensor out = empty({std::max(a.size(0), b.size(0)), a.size(1), b.size(2)},
+                     TensorOptions(a.dtype(), a.device()));
+  backend_for(a).gemm(a, b, out, false, false, 1.0, 0.0);
+  return out;
+}
+
+void check_mm(const Tensor& a, const Tensor& b, const char* op) {
+  MOX_CHECK(a.defined() && b.defined(), op, "input is undefined");
+  MOX_CHECK(a.dim() >= 1 && b.dim() >= 1, op, "needs at least 1-D tensors, got " + a.desc() + " and " + b.desc());
+  MOX_CHECK(a.dtype() == b.dtype(), op, "dtype mismatch " + a.desc() + " @ " + b.desc());
+  MOX_CHECK(a.dtype() == DType::F32 || a.dtype() == DType::F64 || a.dtype() == DType::BF16 ||
+                a.dtype() == DType::F16,
+            op, "needs floating-point tensors, got " + a.desc());
+  int64_t ka = a.size(-1), kb = b.dim() == 1 ? b.size(0) : b.size(-2);
+  if (ka != kb)
+    throw Error(op, "shapes " + shape_str(a.shape()) + " and " + shape_str(b.shape()) +
+                        " cannot be multiplied (" + std::to_string(ka) + " != " + std::to_string(kb) + ")");
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  check_mm(a_in, b_in, "matmul");
+  if (a_in.dtype() == DType::BF16 || a_in.dtype() == DType::F16)
+    return matmul(a_in.to(DType::F32), b_in.to(DType::F32)).to(a_in.dtype());
+  // Promote 1-D operands as torch.matmul does, and strip the added dims at the end.
+  Tensor a = a_in.dim() == 1 ? a_in.unsqueeze(0) : a_in;
+  Tensor b = b_in.dim() == 1 ? b_in.unsqueeze(1) : b_in;
+  Shape ba(a.shape().begin(), a.shape().end() - 2), bb(b.shape().begin(), b.shape().end() - 2);
+  Shape batch = broadcast_shapes(ba, bb, "matmul");
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  int64_t B = shape_numel(batch);
+  Shape out_shape = batch;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+
+  Tensor out;
+  {
+    NoGradGuard ng;
+    Tensor a3, b3;
+    // [batch..., M, K] -> [B, M, K]; a broadcast batch becomes stride 0 where possible.
+    auto to3 = [&](const Tensor& t, const Shape& tb, int64_t r, int64_t c) {
+      if (shape_numel(tb) == 1 || tb == batch) {
+        Tensor v = t.detach();
+        Shape s3{shape_numel(tb), r, c};
+        Tensor m = v.dim() == 3 ? v : v.reshape(s3);
+        if (m.size(0) == 1 && B > 1) m = m.expand({B, r, c});
+        return m;
+      }
+      Shape full = batch;
+      full.push_back(r);
+      full.push_back(c);
+      return t.detach().expand(full).reshape({B, r, c});
+    };
+    a3 = to3(a, ba, M, K);
+    b3 = to3(b, bb, K, N);
+    out = gemm3(a3, b3).reshape(out_shape);
+  }
+  if (a_in.dim() == 1) out = out.squeeze(-2);
+  if (b_in.dim() == 1) out = out.squeeze(-1);
+
+  if (any_requires_grad({&a_in, &b_in})) {
+    Tensor ad = a_in.detach(), bd = b_in.detach();
+    bool na = a_in.requires_grad(), nb = b_in.requires_grad();
+    record(out, "matmul", {a_in, b_in}, [ad, bd, na, nb](const Tensor& g_in) -> std::vector<Tensor> {
+      // Work in the promoted (>= 2-D) forms, then sum broadcast batch dims away.
+      Tensor a = ad.dim() == 1 ? ad.unsqueeze(0) : ad;
+      Tensor b = bd.dim() == 1 ? bd.unsqueeze(1) : bd;
+      Shape gs = broadcast_shapes(Shape(a.shape().begin(), a.shape().end() - 2),
+                                  Shape(b.shape().begin(), b.shape().end() - 2), "matmul");
+      gs.push_back(a.size(-2));
+      gs.push_back(b.size(-1));
+      Tensor g = g_in.reshape(gs);
+      Tensor ga, gb;
+      if (na) ga = sum_to(matmul(g, b.transpose(-1, -2)), a.shape()).reshape(ad.shape());
+      if (nb) gb = sum_to(matmul(a.transpose(-1, -2), g), b.shape()).reshape(bd.shape());
+      return {ga, gb};
+    });
+  }
+  return out;
+}
+
+Tensor bmm(const Tensor& a, const Tensor& b) {
+  MOX_CHECK(a.dim() == 3 && b.dim() == 3 && a.size(0) == b.size(0), "bmm",
+            "expects [B,M,K] @ [B,K,N], got " + a.desc() + " and " + b.desc());
+  return matmul(a, b);
+}
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  MOX_CHECK(x.defined() && w.defined(), "linear", "input is undefined");
+  MOX_CHECK(w.dim() == 2, "linear", "weight must be [out, in], got " + w.desc());
+  MOX_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear",
+            "input " + x.desc() + " does not match weight " + w.desc() + " (in_features " +
+                std::to_string(w.size(1)) + ")");
+  MOX_CHECK(x.dtype() == w.dtype(), "linear", "dtype mismatch " + x.desc() + " vs " + w.desc());
+  if (b.defined())
+    MOX_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "linear",
+              "bias " + b.desc() + " does not match weight " + w.desc());
+  if (x.dtype() == DType::BF16 || x.dtype() == DType::F16)
+    return linear(x.to(DType::F32), w.to(DType::F32), b.defined() ? b.to(DType::F32) : b).to(x.dtype());
+  const int64_t in = w.size(1), outf = w.size(0);
+  Shape out_shape = x.shape();
+  out_shape.back() = outf;
+  Tensor x2 = x.detach().reshape({-1, in});
+  const int64_t N = x2.size(0);
+  Tensor out = empty({1, N, outf}, TensorOptions(x.dtype(), x.device()));
+  Backend& be = backend_for(x);
+  double beta = 0.0;
+  if (b.defined()) {  // bias broadcast into the output, then GEMM accumulates onto it
+    be.copy(b.detach().reshape({1, 1, outf}).expand({1, N, outf}), out);
+    beta = 1.0;
+  }
+  be.gemm(x2.unsqueeze(0), w.detach().t().unsqueeze(0), out, false, false, 1.0, beta);
+  out = out.view(out_shape);
+  if (any_requires_grad({&x, &w, &b})) {
+    Tensor xd = x2, wd = w.detach();
+    bool nx = x.requires_grad(), nw = w.requires_grad(), nb = b.defined() && b.requires_grad();
+    Shape xs = x.shape();
+    std::vector<Tensor> inputs{x, w};
+    if (b.defined()) inputs.push_back(b);
+    bool has_b = b.defined();
+    record(out, "linear", inputs, [xd, wd, nx, nw, nb, has_b, xs, in, outf](const Tensor& g) -> std::vector<Tensor> {
+      Tensor g2 = g.reshape({-1, outf});
+      Tensor gx, gw, gb;
+      Backend& be = backend_for(g);
+      if (nx) {  // gx [N,in] = g [N,out] @ w [out,in]
+        gx = empty({1, g2.size(0), in}, TensorOptions(g.dtype(), g.device()));
+        be.gemm(g2.unsqueeze(0), wd.unsqueeze(0), gx, false, false, 1.0, 0.0);
+        gx = gx.view(xs);
+      }
+      if (nw) {  // gw [out,in] = g^T [out,N] @ x [N,in]
+        gw = empty({1, outf, in}, TensorOptions(g.dtype(), g.device()));
+        be.gemm(g2.t().unsqueeze(0), xd.unsqueeze(0), gw, false, false, 1.0, 0.0);
+        gw = gw.view({outf, in});
+      }
+      if (nb) gb = sum(g2, {0});
+      std::vector<Tensor> r{gx, gw};
+      if (has_b) r.push_back(gb);
+      return r;
+    });
+  }
+  return out;
+}
+
+}  // namespace mox
