@@ -1,0 +1,34 @@
+#pragma once
+// Small option types shared by the layers.
+#include <cstdint>
+#include <string>
+
+namespace mox::nn {
+
+// A (height, width) pair that a single number also converts to, like PyTorch's
+// kernel_size=3 meaning (3, 3): Conv2d(3, 16, 3) or Conv2d(3, 16, {3, 5}).
+struct Size2 {
+  int64_t h = 0, w = 0;
+  Size2(int64_t v) : h(v), w(v) {}  // NOLINT: implicit on purpose
+  Size2(int64_t h_, int64_t w_) : h(h_), w(w_) {}
+  bool operator==(const Size2&) const = default;
+  // "(3, 5)", as PyTorch prints a conv kernel_size.
+  std::string str() const {
+    return "(" + std::to_string(h) + ", " + std::to_string(w) + ")";
+  }
+};
+
+// MOX_ARG(type, name) = default; declares a chainable option, as TORCH_ARG does:
+// Conv2dOptions(3, 16, 3).stride(2).padding(1), read back with .stride().
+#define MOX_ARG(T, name)                                  \
+ public:                                                  \
+  auto& name(const T& new_value) {                        \
+    name##_ = new_value;                                  \
+    return *this;                                         \
+  }                                                       \
+  const T& name() const { return name##_; }               \
+                                                          \
+ private:                                                 \
+  T name##_
+
+}  // namespace mox::nn

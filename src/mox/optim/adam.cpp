@@ -1,0 +1,64 @@
+#include "mox/optim/adam.h"
+
+#include "mox/backend/backend.h"
+#include "mox/tensor/error.h"
+
+namespace mox::optim {
+
+Adam::Adam(std::vector<Tensor> params, AdamOptions options)
+    : Adam("Adam", single_group(std::move(params)), options, false) {}
+
+Adam::Adam(std::vector<ParamGroup> groups, AdamOptions options)
+    : Adam("Adam", std::move(groups), options, false) {}
+
+Adam::Adam(std::string name, std::vector<ParamGroup> groups, AdamOptions options, bool decoupled)
+    : Optimizer(std::move(name), std::move(groups), options.lr(), options.weight_decay()),
+      opt_(options), decoupled_(decoupled) {
+  auto [b1, b2] = opt_.betas();
+  MOX_CHECK(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1, name_,
+            "betas must lie in [0, 1), got (" + std::to_string(b1) + ", " + std::to_string(b2) + ")");
+  MOX_CHECK(opt_.eps() >= 0, name_, "eps must be >= 0");
+  for (const Tensor& p : params())
+    MOX_CHECK(p.dtype() == DType::F32 || p.dtype() == DType::F64, name_,
+              "parameters must be f32 or f64 (keep an f32 master copy of " + p.desc() +
+                  " for mixed precision)");
+}
+
+AdamW::AdamW(std::vector<Tensor> params, AdamOptions options)
+    : Adam("AdamW", single_group(std::move(params)), options, true) {}
+
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamOptions options)
+    : Adam("AdamW", std::move(groups), options, true) {}
+
+std::vector<std::string> Adam::state_buffers() const {
+  if (opt_.amsgrad()) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+  return {"exp_avg", "exp_avg_sq"};
+}
+
+void Adam::update(const Tensor& p, const Tensor& grad, ParamState& st, const Group& g) {
+  MOX_CHECK(p.dtype() == DType::F32 || p.dtype() == DType::F64, name_,
+            "parameters must be f32 or f64, got " + p.desc());
+  if (st.buffers.empty())
+    for (const std::string& b : state_buffers()) st.buffers[b] = zeros_like(p);
+  AdamParams ap;
+  ap.lr = g.lr;
+  ap.beta1 = opt_.betas().first;
+  ap.beta2 = opt_.betas().second;
+  ap.eps = opt_.eps();
+  ap.weight_decay = g.weight_decay;
+  ap.step = st.step;
+  ap.decoupled = decoupled_;
+  ap.amsgrad = opt_.amsgrad();
+  Tensor vmax = opt_.amsgrad() ? st.buffers.at("max_exp_avg_sq") : Tensor();
+  // The fused kernel wants contiguous operands; parameters almost always are. A strided
+  // parameter is updated through a contiguous copy (its buffers, made by zeros_like, are
+  // contiguous already).
+  Tensor pc = p.is_contiguous() ? p : p.contiguous();
+  Tensor gc = grad.is_contiguous() ? grad : grad.contiguous();
+  backend_for(p).adam_update(pc, gc, st.buffers.at("exp_avg"), st.buffers.at("exp_avg_sq"), vmax,
+                             ap);
+  if (!pc.same(p)) Tensor(p).copy_(pc);
+  Tensor(p).bump_version();
+}
+
+}  // namespace mox::optim
