@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include "gradcheck.h"
-#include "mox/nn/layers/split_views.h"
 #include "nn_test_util.h"
 
 using namespace mox;
@@ -148,20 +147,20 @@ TEST(Gradcheck, SplitAndUnbindViewsShareOneBackward) {
   Tensor x = rnd({3, 7}, 23);
   EXPECT_TRUE(gradcheck(
       [](const std::vector<Tensor>& in) {
-        std::vector<Tensor> p = split_views(in[0], {2, 4, 1}, 1);
+        std::vector<Tensor> p = split_sizes(in[0], {2, 4, 1}, 1);
         return cat({mul(p[0], 2.0).reshape({-1}), exp(p[1]).reshape({-1})});  // p[2] unused
       },
       {x}));
   Tensor y = rnd_noncontig({4, 3}, 24);
   EXPECT_TRUE(gradcheck(
       [](const std::vector<Tensor>& in) {
-        std::vector<Tensor> rows = unbind_views(in[0], 0);
+        std::vector<Tensor> rows = unbind(in[0], 0);
         EXPECT_EQ(rows.size(), 4u);
         EXPECT_EQ(rows[0].shape(), (Shape{3}));
         return add(mul(rows[0], rows[3]), sin(rows[1]));
       },
       {y}));
-  EXPECT_THROW(split_views(x, {2, 2}, 1), Error);
+  EXPECT_THROW(split_sizes(x, {2, 2}, 1), Error);
 }
 
 }  // namespace

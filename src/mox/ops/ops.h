@@ -124,6 +124,9 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim = 0);
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
 std::vector<Tensor> split_sizes(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim = 0);
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);
+// The slices of x along dim, each without that dim (torch.unbind). Like split/chunk, the
+// pieces share one backward node, so unbinding T time steps costs O(size), not O(T*size).
+std::vector<Tensor> unbind(const Tensor& x, int64_t dim = 0);
 Tensor pad2d(const Tensor& x, int64_t top, int64_t bottom, int64_t left, int64_t right,
              double value = 0.0);  // zero-pads the last two dims
 

@@ -372,19 +372,66 @@ Tensor stack(const std::vector<Tensor>& xs, int64_t dim) {
   return cat(us, dim);
 }
 
-std::vector<Tensor> split_sizes(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
-  dim = normalize_dim(dim, x.dim(), "split");
-  int64_t total = std::accumulate(sizes.begin(), sizes.end(), int64_t(0));
-  MOX_CHECK(total == x.size(dim), "split", "sizes sum to " + std::to_string(total) + " but dim " +
-                                              std::to_string(dim) + " of " + x.desc() + " is " +
-                                              std::to_string(x.size(dim)));
-  std::vector<Tensor> r;
-  int64_t o = 0;
-  for (int64_t n : sizes) {
-    r.push_back(x.narrow(dim, o, n));
-    o += n;
+namespace {
+
+// Backward of split/chunk/unbind: the pieces share this one node, so the engine gathers all
+// their gradients and the input's gradient is assembled once (O(size), not O(pieces*size)).
+// Pieces that received no gradient count as zeros.
+class SplitBackward : public Node {
+ public:
+  SplitBackward(std::vector<Shape> piece_shapes, int64_t dim, bool squeezed, DType dtype, Device device)
+      : shapes_(std::move(piece_shapes)), dim_(dim), squeezed_(squeezed), dtype_(dtype), device_(device) {}
+  std::string name() const override { return squeezed_ ? "unbind" : "split"; }
+  uint32_t num_outputs() const override { return uint32_t(shapes_.size()); }
+  std::vector<Tensor> apply(const std::vector<Tensor>& grads) override {
+    std::vector<Tensor> gs(shapes_.size());
+    for (size_t i = 0; i < shapes_.size(); i++)
+      gs[i] = i < grads.size() && grads[i].defined() ? grads[i] : zeros(shapes_[i], TensorOptions(dtype_, device_));
+    return {squeezed_ ? stack(gs, dim_) : cat(gs, dim_)};
   }
-  return r;
+
+ private:
+  std::vector<Shape> shapes_;
+  int64_t dim_;
+  bool squeezed_;
+  DType dtype_;
+  Device device_;
+};
+
+std::vector<Tensor> split_pieces(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim, bool squeeze,
+                                 const char* op) {
+  dim = normalize_dim(dim, x.dim(), op);
+  int64_t total = std::accumulate(sizes.begin(), sizes.end(), int64_t(0));
+  MOX_CHECK(total == x.size(dim), op, "sizes sum to " + std::to_string(total) + " but dim " +
+                                          std::to_string(dim) + " of " + x.desc() + " is " +
+                                          std::to_string(x.size(dim)));
+  std::vector<Tensor> pieces;
+  std::vector<Shape> shapes;
+  {
+    NoGradGuard ng;  // plain views; the shared node is attached below
+    Tensor base = x.detach();
+    int64_t off = 0;
+    for (int64_t n : sizes) {
+      Tensor p = squeeze ? base.select(dim, off) : base.narrow(dim, off, n);
+      shapes.push_back(p.shape());
+      pieces.push_back(p);
+      off += n;
+    }
+  }
+  if (any_requires_grad({&x}))
+    record_multi(pieces, std::make_shared<SplitBackward>(shapes, dim, squeeze, x.dtype(), x.device()), {x});
+  return pieces;
+}
+
+}  // namespace
+
+std::vector<Tensor> split_sizes(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
+  return split_pieces(x, sizes, dim, false, "split");
+}
+
+std::vector<Tensor> unbind(const Tensor& x, int64_t dim) {
+  dim = normalize_dim(dim, x.dim(), "unbind");
+  return split_pieces(x, std::vector<int64_t>(size_t(x.size(dim)), 1), dim, true, "unbind");
 }
 
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {

@@ -18,10 +18,6 @@ Adam::Adam(std::string name, std::vector<ParamGroup> groups, AdamOptions options
   MOX_CHECK(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1, name_,
             "betas must lie in [0, 1), got (" + std::to_string(b1) + ", " + std::to_string(b2) + ")");
   MOX_CHECK(opt_.eps() >= 0, name_, "eps must be >= 0");
-  for (const Tensor& p : params())
-    MOX_CHECK(p.dtype() == DType::F32 || p.dtype() == DType::F64, name_,
-              "parameters must be f32 or f64 (keep an f32 master copy of " + p.desc() +
-                  " for mixed precision)");
 }
 
 AdamW::AdamW(std::vector<Tensor> params, AdamOptions options)
@@ -36,8 +32,6 @@ std::vector<std::string> Adam::state_buffers() const {
 }
 
 void Adam::update(const Tensor& p, const Tensor& grad, ParamState& st, const Group& g) {
-  MOX_CHECK(p.dtype() == DType::F32 || p.dtype() == DType::F64, name_,
-            "parameters must be f32 or f64, got " + p.desc());
   if (st.buffers.empty())
     for (const std::string& b : state_buffers()) st.buffers[b] = zeros_like(p);
   AdamParams ap;

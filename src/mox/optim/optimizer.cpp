@@ -43,8 +43,11 @@ void Optimizer::add_param_group(ParamGroup pg) {
     std::string which = "parameter " + std::to_string(k) + " of group " +
                         std::to_string(groups_.size());
     MOX_CHECK(p.defined(), name_, which + " is undefined");
-    MOX_CHECK(is_floating(p.dtype()), name_, which + " is " + p.desc() + "; only floating-point "
-                                                     "tensors can be optimised");
+    // Updates run in f32/f64 (the backends' compute types); bf16/f16 models keep f32
+    // master weights for the optimiser.
+    MOX_CHECK(p.dtype() == DType::F32 || p.dtype() == DType::F64, name_,
+              which + " is " + p.desc() + "; only f32 and f64 parameters can be optimised "
+                      "(keep f32 master weights for bf16/f16 models)");
     MOX_CHECK(p.is_leaf(), name_, which + " is not a leaf tensor (it is the result of an op); "
                                           "optimise the tensor it was computed from");
     MOX_CHECK(seen.insert(p.impl()).second, name_,

@@ -1,6 +1,6 @@
 // Row kernels over contiguous [rows, n]: softmax / log-softmax, layer norm and the fused
 // softmax cross-entropy, forward and backward. Rows are split across threads; each row is
-// processed by a function compiled per instruction set (MOX_SIMD). Reductions inside a row
+// processed by a function compiled per instruction set (MOX_ISA_CLONES). Reductions in a row
 // use a fixed number of lanes so that GCC vectorises them without -ffast-math and the
 // summation order (hence the result) does not depend on the thread count.
 #include <omp.h>
@@ -14,15 +14,45 @@
 #include "mox/backend/cpu/loops.h"
 #include "mox/backend/cpu/simd.h"
 
+// Clones per x86-64 ISA level. simd.h's MOX_SIMD names arch=skylake-avx512/haswell, which
+// GCC dispatches by CPU *model* (never true on AMD or newer Intel parts, so the baseline
+// clone runs there); x86-64-v4/v3 are dispatched by feature bits.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define MOX_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MOX_ISA_CLONES
+#endif
+
 namespace mox {
 
 namespace {
 
 #define MOX_ALWAYS_INLINE inline __attribute__((always_inline))
 
-// expf_fast clamps its input at -87.3; below that e^x is denormal or zero, and softmax
-// should give exactly 0 there like libm does.
-MOX_ALWAYS_INLINE float exp_t(float x) { return x < -87.3f ? 0.0f : simd::expf_fast(x); }
+// e^x for f32 (simd::expf_fast's polynomial). It must be always_inline: GCC does not
+// inline a plain function into a clone compiled for another arch, and a call per
+// element would stop vectorisation. Rounding uses the 1.5*2^23 trick, which vectorises
+// even for baseline SSE2 (roundf would be a libm call there). Below -87.3, e^x is
+// denormal or zero: return exactly 0 like libm's underflow. (__builtin_bit_cast, not
+// std::bit_cast, for the same inlining reason.)
+MOX_ALWAYS_INLINE float exp_t(float x) {
+  float xc = x > 88.7f ? 88.7f : (x < -87.3f ? -87.3f : x);
+  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  float t = xc * 1.44269504088896341f + shifter;
+  float n = t - shifter;
+  float r = xc - n * 0.693145751953125f;
+  r = r - n * 1.428606765330187045e-06f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t bits = (__builtin_bit_cast(int32_t, t) - __builtin_bit_cast(int32_t, shifter) + 127) << 23;
+  float e = p * __builtin_bit_cast(float, bits);
+  return x < -87.3f ? 0.0f : e;
+}
 MOX_ALWAYS_INLINE double exp_t(double x) { return std::exp(x); }
 
 // Lanes per accumulator block: two 512-bit registers' worth.
@@ -211,28 +241,28 @@ MOX_ALWAYS_INLINE T cross_entropy_row(const T* z, int64_t t, T eps, T* g, T scal
 }
 
 // Per-instruction-set entry points for f32; f64 (gradient tests) uses the portable code.
-MOX_SIMD void softmax_rows_f32(const float* x, float* y, int64_t r0, int64_t r1, int64_t n,
+MOX_ISA_CLONES void softmax_rows_f32(const float* x, float* y, int64_t r0, int64_t r1, int64_t n,
                                bool log) {
   for (int64_t r = r0; r < r1; r++) softmax_row(x + r * n, y + r * n, n, log);
 }
-MOX_SIMD void softmax_back_rows_f32(const float* y, const float* gy, float* gx, int64_t r0,
+MOX_ISA_CLONES void softmax_back_rows_f32(const float* y, const float* gy, float* gx, int64_t r0,
                                     int64_t r1, int64_t n, bool log) {
   for (int64_t r = r0; r < r1; r++) softmax_back_row(y + r * n, gy + r * n, gx + r * n, n, log);
 }
-MOX_SIMD void layer_norm_rows_f32(const float* x, const float* w, const float* b, float eps,
+MOX_ISA_CLONES void layer_norm_rows_f32(const float* x, const float* w, const float* b, float eps,
                                   float* y, float* mean, float* rstd, int64_t r0, int64_t r1,
                                   int64_t n) {
   for (int64_t r = r0; r < r1; r++)
     layer_norm_row(x + r * n, w, b, eps, y + r * n, mean + r, rstd + r, n);
 }
-MOX_SIMD void layer_norm_back_rows_f32(const float* gy, const float* x, const float* w,
+MOX_ISA_CLONES void layer_norm_back_rows_f32(const float* gy, const float* x, const float* w,
                                        const float* mean, const float* rstd, float* gx,
                                        float* pw, float* pb, int64_t r0, int64_t r1, int64_t n) {
   for (int64_t r = r0; r < r1; r++)
     layer_norm_back_row(gy + r * n, x + r * n, w, mean[r], rstd[r], gx ? gx + r * n : nullptr,
                         pw, pb, n);
 }
-MOX_SIMD void cross_entropy_rows_f32(const float* z, const int64_t* t, float eps, float* loss,
+MOX_ISA_CLONES void cross_entropy_rows_f32(const float* z, const int64_t* t, float eps, float* loss,
                                      float* g, float scale, int64_t r0, int64_t r1, int64_t n) {
   for (int64_t r = r0; r < r1; r++)
     loss[r] = cross_entropy_row(z + r * n, t[r], eps, g ? g + r * n : nullptr, scale, n);

@@ -20,7 +20,9 @@ namespace mox::simd {
 // exp(x) for f32: range reduction x = n ln2 + r, degree-6 polynomial on r, scale by 2^n.
 inline float expf_fast(float x) {
   x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-  float n = __builtin_roundf(x * 1.44269504088896341f);
+  // Round to nearest by adding and removing 1.5 * 2^23 (vectorises everywhere, unlike roundf).
+  const float shifter = 12582912.0f;
+  float n = (x * 1.44269504088896341f + shifter) - shifter;
   float r = x - n * 0.693145751953125f;  // ln2 hi
   r = r - n * 1.428606765330187045e-06f;  // ln2 lo
   float p = 1.9875691500e-4f;

@@ -1,6 +1,5 @@
 #include "mox/nn/layers/lstm.h"
 
-#include "mox/nn/layers/split_views.h"
 #include "mox/ops/ops.h"
 
 namespace mox::nn {
@@ -17,7 +16,7 @@ LSTM::LSTM(const LSTMOptions& o) : RNNBase(check_lstm_options(o), 4, true, "LSTM
 void LSTM::step(const LayerWeights& w, const Tensor& xt, Tensor& h, Tensor& c) const {
   int64_t H = options.hidden_size();
   Tensor gates = add(xt, linear(h, w.w_hh));  // [N, 4H]
-  std::vector<Tensor> ifgo = split_views(gates, {H, H, H, H}, 1);
+  std::vector<Tensor> ifgo = split_sizes(gates, {H, H, H, H}, 1);
   Tensor i = sigmoid(ifgo[0]), f = sigmoid(ifgo[1]), g = tanh(ifgo[2]), o = sigmoid(ifgo[3]);
   c = add(mul(f, c), mul(i, g));
   h = mul(o, tanh(c));

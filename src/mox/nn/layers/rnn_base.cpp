@@ -4,7 +4,6 @@
 
 #include "mox/nn/init.h"
 #include "mox/nn/layers/layer_util.h"
-#include "mox/nn/layers/split_views.h"
 #include "mox/ops/ops.h"
 
 namespace mox::nn {
@@ -50,7 +49,7 @@ Tensor RNNBase::run_direction(const Tensor& x, const LayerWeights& w, int64_t td
                               Tensor& h, Tensor& c) const {
   int64_t T = x.size(tdim);
   Tensor xp = linear(x, w.w_ih, input_bias(w));  // [.., T, .., G*H], all steps at once
-  std::vector<Tensor> xs = unbind_views(xp, tdim);  // [N, G*H] per step
+  std::vector<Tensor> xs = unbind(xp, tdim);  // [N, G*H] per step
   std::vector<Tensor> ys(static_cast<size_t>(T));
   for (int64_t s = 0; s < T; s++) {
     int64_t t = reverse ? T - 1 - s : s;
