@@ -4,8 +4,9 @@
     compare.py --results FILE --threads T --torch-blas LIBS --mox-blas LIBS --command CMD
                [--out bench/RESULTS.md]
 
-FILE holds lines "<case>\t<impl>\t<seconds per iteration>" (impl: mox, torch, cblas). The
-table is printed and, with --out, written as Markdown with the run's context.
+FILE holds lines "<case>\t<impl>\t<seconds per iteration>" (impl: mox, torch, cblas), one
+per round; each (case, impl) keeps its fastest round. The table is printed and, with --out,
+written as Markdown with the run's context.
 """
 import argparse
 import datetime
@@ -58,6 +59,8 @@ def main():
     ap.add_argument("--torch-blas", default="?")
     ap.add_argument("--mox-blas", default="?")
     ap.add_argument("--command", default="bench/run.sh")
+    ap.add_argument("--load-before", default="?")
+    ap.add_argument("--rounds", default="1")
     ap.add_argument("--out")
     a = ap.parse_args()
 
@@ -65,7 +68,8 @@ def main():
     for line in open(a.results):
         parts = line.strip().split("\t")
         if len(parts) == 3:
-            t[(parts[0], parts[1])] = float(parts[2])
+            key, sec = (parts[0], parts[1]), float(parts[2])
+            t[key] = min(sec, t.get(key, sec))
     cases = [c for c in CASES if any(k[0] == c for k in t)]
 
     header = ["case", "mox", "torch", "torch time / mox time", "cblas (direct)",
@@ -105,9 +109,12 @@ def main():
               "- BLAS loaded by torch: %s" % a.torch_blas,
               "- BLAS linked by mox: %s" % a.mox_blas,
               "- torch: %s" % _torch_version(),
-              "- timing: warm-up >= 0.2 s, samples of >= 20 ms, median of 15 "
+              "- load average (1, 5, 15 min) before / after: %s / %s (other processes "
+              "share the CPUs: with load above 1 per core, multi-threaded timings suffer)"
+              % (a.load_before, _loadavg()),
+              "- timing: warm-up >= 0.2 s, samples of >= 5 ms, median of 31 "
               "(bench/timing.h, bench/torch_ops.py); mox and torch run one after the "
-              "other for each case", "",
+              "other for each case, %s rounds, each side's best round kept" % a.rounds, "",
               "| " + " | ".join(header) + " |",
               "|" + "|".join("---" for _ in header) + "|"]
         for r in rows:
@@ -124,6 +131,13 @@ def _nproc():
         import os
         return str(os.cpu_count())
     except Exception:
+        return "?"
+
+
+def _loadavg():
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
         return "?"
 
 

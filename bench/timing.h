@@ -1,7 +1,7 @@
 #pragma once
 // The benchmark clock, shared with bench/torch_ops.py (which does the same in Python):
 // warm up for >= 0.2 s (at least 3 calls), pick the number of calls per sample so that a
-// sample lasts >= 20 ms, take 15 samples and return the median time per call. The median
+// sample lasts >= 5 ms, take 31 samples and return the median time per call. The median
 // resists the outliers that other processes on the machine cause.
 #include <algorithm>
 #include <chrono>
@@ -15,7 +15,7 @@ inline double now_seconds() {
 }
 
 template <typename F>
-double median_seconds(F&& f, double warmup_s = 0.2, double sample_s = 0.02, int samples = 15) {
+double median_seconds(F&& f, double warmup_s = 0.2, double sample_s = 0.005, int samples = 31) {
   double t0 = now_seconds();
   int calls = 0;
   while (calls < 3 || now_seconds() - t0 < warmup_s) {

@@ -4,7 +4,7 @@
     /usr/bin/python3 bench/torch_ops.py [--threads T] [--blas] [CASE...]
 
 Prints "<case>\ttorch\t<seconds per iteration>" per case, timed as bench/timing.h times mox
-(warm-up >= 0.2 s, samples of >= 20 ms, median of 15). With --blas it prints only the BLAS
+(warm-up >= 0.2 s, samples of >= 5 ms, median of 31). With --blas it prints only the BLAS
 library torch loaded.
 
 torch must use the same BLAS as mox (OpenBLAS with OpenMP) for the comparison to mean
@@ -48,7 +48,7 @@ def ensure_openblas():
     os.execve(sys.executable, [sys.executable] + sys.argv, env)
 
 
-def median_seconds(f, warmup_s=0.2, sample_s=0.02, samples=15):
+def median_seconds(f, warmup_s=0.2, sample_s=0.005, samples=31):
     t0 = time.perf_counter()
     calls = 0
     while calls < 3 or time.perf_counter() - t0 < warmup_s:

@@ -57,10 +57,10 @@ double max_abs(const Tensor& a) {
   return m;
 }
 
-// Runs fn with one thread, then restores the previous count.
-template <typename Fn> auto single_threaded(Fn&& fn) {
+// Runs fn with n threads, then restores the previous count.
+template <typename Fn> auto with_threads(int n, Fn&& fn) {
   int prev = get_num_threads();
-  set_num_threads(1);
+  set_num_threads(n);
   auto r = fn();
   set_num_threads(prev);
   return r;
@@ -139,30 +139,51 @@ TEST(Conv2d, GradcheckRandomShapesNonContiguousNoBias) {
   }
 }
 
-TEST(Conv2d, GradcheckPointwise) {
+TEST(Conv2d, GradcheckPointwiseAndPartialInputs) {
   Conv2dParams p;
   Tensor x = rnd({3, 4, 3, 5}, 5), w = rnd({2, 4, 1, 1}, 6), b = rnd({2}, 7);
   EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], p); },
                         {x, w, b}));
+  // only some inputs need a gradient (bias alone, input alone)
+  Conv2dParams q;
+  q.pad_h = q.pad_w = 1;
+  Tensor x3 = rnd({2, 3, 4, 5}, 8), w3 = rnd({4, 3, 3, 3}, 9);
+  auto fn = [&](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], q); };
+  EXPECT_TRUE(gradcheck(fn, {x3.detach(), w3.detach(), rnd({4}, 10)}));
+  EXPECT_TRUE(gradcheck(fn, {x3, w3.detach(), rnd({4}, 11).detach()}));
 }
 
-TEST(Conv2d, ParallelFloatKernelMatchesSerialDouble) {
-  // Big enough that the batch is split over threads (per-thread buffers, weight-gradient sums).
-  Conv2dParams p;
-  p.pad_h = p.pad_w = 1;
-  Tensor x = rnd({8, 16, 12, 12}, 41), w = rnd({32, 16, 3, 3}, 42), b = rnd({32}, 43);
-  Tensor gy = rnd({8, 32, 12, 12}, 44).detach();
-  auto run = [&](DType dt) {
-    Tensor xi = x.detach().to(dt).requires_grad_(), wi = w.detach().to(dt).requires_grad_(),
-           bi = b.detach().to(dt).requires_grad_();
-    Tensor y = conv2d(xi, wi, bi, p);
-    y.backward(gy.to(dt));
-    return std::vector<Tensor>{y.detach(), xi.grad(), wi.grad(), bi.grad()};
+TEST(Conv2d, ParallelFloatKernelsMatchSerialDouble) {
+  // Sizes that take each threaded path: batch split (per-thread buffers and weight-gradient
+  // sums), row split for a batch smaller than the thread count (plain and grouped), and the
+  // pointwise path; 3 threads so that splits are uneven.
+  struct Cfg {
+    Shape x, w;
+    int64_t pad, groups;
   };
-  std::vector<Tensor> f32 = run(DType::F32);
-  std::vector<Tensor> f64 = single_threaded([&] { return run(DType::F64); });
-  for (size_t i = 0; i < f32.size(); i++)
-    EXPECT_LT(max_abs_diff(f32[i], f64[i]), 2e-5 * (1 + max_abs(f64[i]))) << "tensor " << i;
+  for (const Cfg& c : {Cfg{{8, 16, 12, 12}, {32, 16, 3, 3}, 1, 1}, Cfg{{1, 16, 20, 20}, {32, 16, 3, 3}, 1, 1},
+                       Cfg{{2, 16, 20, 19}, {32, 8, 3, 3}, 1, 2}, Cfg{{1, 64, 20, 20}, {48, 64, 1, 1}, 0, 1},
+                       Cfg{{5, 6, 21, 20}, {40, 6, 5, 3}, 2, 1}}) {
+    SCOPED_TRACE("x " + shape_str(c.x) + " w " + shape_str(c.w));
+    Conv2dParams p;
+    p.pad_h = p.pad_w = c.pad, p.groups = c.groups;
+    if (c.w[2] == 5) p.pad_w = 1;
+    Tensor x = rnd(c.x, 41), w = rnd(c.w, 42), b = rnd({c.w[0]}, 43);
+    Shape ys = conv2d(x.detach(), w.detach(), Tensor(), p).shape();
+    Tensor gy = rnd(ys, 44).detach();
+    auto run = [&](DType dt) {
+      Tensor xi = x.detach().to(dt).requires_grad_(), wi = w.detach().to(dt).requires_grad_(),
+             bi = b.detach().to(dt).requires_grad_();
+      Tensor y = conv2d(xi, wi, bi, p);
+      y.backward(gy.to(dt));
+      return std::vector<Tensor>{y.detach(), xi.grad(), wi.grad(), bi.grad()};
+    };
+    std::vector<Tensor> f32 = with_threads(3, [&] { return run(DType::F32); });
+    std::vector<Tensor> f64 = with_threads(1, [&] { return run(DType::F64); });
+    for (size_t i = 0; i < f32.size(); i++)
+      EXPECT_LT(max_abs_diff(f32[i], f64[i]), 2e-5 * (1 + max_abs(f64[i]))) << "tensor " << i;
+    EXPECT_LT(max_abs_diff(f64[0], naive_conv2d(x.detach(), w.detach(), b.detach(), p)), 1e-12);
+  }
 }
 
 TEST(Conv2d, ShapeErrors) {
@@ -353,7 +374,7 @@ TEST(LayerNorm, ParallelFloatKernelMatchesDouble) {
     return std::vector<Tensor>{y.detach(), xi.grad(), wi.grad(), bi.grad()};
   };
   std::vector<Tensor> a = run(DType::F32);
-  std::vector<Tensor> b64 = single_threaded([&] { return run(DType::F64); });
+  std::vector<Tensor> b64 = with_threads(1, [&] { return run(DType::F64); });
   for (size_t i = 0; i < a.size(); i++)
     EXPECT_LT(max_abs_diff(a[i], b64[i]), 1e-5 * (1 + max_abs(b64[i]))) << "tensor " << i;
 }

@@ -90,12 +90,17 @@ void for_each_row(const Shape& shape, const std::array<const Shape*, N>& strides
     }
     return;
   }
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (int64_t r = 0; r < rows; r++) {
+  auto run_row = [&](int64_t r) {
     std::array<char*, N> p;
     row_ptrs(r, p);
     fn(p, inner_stride, inner);
+  };
+  if (nt == 1) {  // no parallel region at all: even a serialised one costs ~1 us in libgomp
+    for (int64_t r = 0; r < rows; r++) run_row(r);
+    return;
   }
+#pragma omp parallel for num_threads(nt) schedule(static)
+  for (int64_t r = 0; r < rows; r++) run_row(r);
 }
 
 }  // namespace mox::cpu

@@ -1,8 +1,11 @@
 #pragma once
 // Run-time SIMD dispatch without intrinsics: hot loops are written as plain C++ that GCC
 // auto-vectorises, and MOX_SIMD asks GCC to compile each such function three times
-// (AVX-512, AVX2+FMA, baseline x86-64) and pick one at load time from the CPU's features
+// (AVX-512F, AVX2, baseline x86-64) and pick one at load time from the CPU's features
 // (function multi-versioning via ifunc). Other compilers/targets get the portable loop.
+// Two things keep the clones vectorised: the clones name ISA features, not "arch=" (GCC
+// never inlines across different arch= settings, and a call in the loop stops
+// vectorisation), and the build uses -fno-trapping-math so that selects (?:) if-convert.
 // The math below (exp, log, tanh, erf) is branch-free polynomial code so that it
 // vectorises too; accuracy is within a few ulp of libm in f32. f64 paths use libm.
 #include <bit>
@@ -10,15 +13,19 @@
 #include <cstdint>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define MOX_SIMD __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define MOX_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define MOX_SIMD
 #endif
 
+// Forced inlining: GCC will not inline a plain inline function into a target_clones
+// clone (different target options), which would leave the call unvectorised.
+#define MOX_INLINE __attribute__((always_inline)) inline
+
 namespace mox::simd {
 
 // exp(x) for f32: range reduction x = n ln2 + r, degree-6 polynomial on r, scale by 2^n.
-inline float expf_fast(float x) {
+MOX_INLINE float expf_fast(float x) {
   x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
   // Round to nearest by adding and removing 1.5 * 2^23 (vectorises everywhere, unlike roundf).
   const float shifter = 12582912.0f;
@@ -37,7 +44,7 @@ inline float expf_fast(float x) {
 }
 
 // log(x) for f32, x > 0 (returns -inf for 0, NaN for negatives via the final select).
-inline float logf_fast(float x) {
+MOX_INLINE float logf_fast(float x) {
   int32_t bits = std::bit_cast<int32_t>(x);
   int32_t e = ((bits >> 23) & 0xff) - 127;
   float m = std::bit_cast<float>((bits & 0x007fffff) | 0x3f800000);  // [1, 2)
@@ -60,9 +67,9 @@ inline float logf_fast(float x) {
   return res;
 }
 
-inline float sigmoidf_fast(float x) { return 1.0f / (1.0f + expf_fast(-x)); }
+MOX_INLINE float sigmoidf_fast(float x) { return 1.0f / (1.0f + expf_fast(-x)); }
 
-inline float tanhf_fast(float x) {
+MOX_INLINE float tanhf_fast(float x) {
   // tanh(x) = 1 - 2/(exp(2x)+1); for small |x| use the odd polynomial to keep relative accuracy
   float ax = x < 0 ? -x : x;
   float e = expf_fast(2.0f * ax);
@@ -75,7 +82,7 @@ inline float tanhf_fast(float x) {
 
 // erf(x) for f32: an odd polynomial below |x| = 1 (error ~1e-9), Abramowitz-Stegun
 // 7.1.26 above (absolute error < 1.5e-7, relative < 2e-7 there since erf > 0.84).
-inline float erff_fast(float x) {
+MOX_INLINE float erff_fast(float x) {
   float ax = x < 0 ? -x : x;
   float x2 = x * x;
   // |x| < 1: odd polynomial

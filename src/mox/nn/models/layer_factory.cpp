@@ -22,6 +22,16 @@ std::string lower(std::string s) {
 
 // ---------------------------------------------------------------- option helpers
 
+// "(3, 5)" (Size2::str() inlined here trips GCC 12's false -Wrestrict warning).
+std::string pair_str(Size2 v) {
+  std::string s = "(";
+  s += std::to_string(v.h);
+  s += ", ";
+  s += std::to_string(v.w);
+  s += ")";
+  return s;
+}
+
 Error input_error(const ConfigTable& t, const std::string& layer, const std::string& expected,
                   const Shape& in) {
   return t.error("", layer + " expects input " + expected + ", but the previous layer outputs " +
@@ -117,10 +127,10 @@ Modules make_conv2d(const ConfigTable& t, const Shape& in) {
       // effective kernel would need asymmetric padding, which conv2d does not take.
       int64_t eh = d.h * (k.h - 1), ew = d.w * (k.w - 1);
       if (!(s == Size2(1)))
-        throw t.value_error(*v, "\"same\" needs stride 1, got stride " + s.str());
+        throw t.value_error(*v, "\"same\" needs stride 1, got stride " + pair_str(s));
       if (eh % 2 || ew % 2)
         throw t.value_error(*v, "\"same\" needs an odd kernel size (with dilation), got " +
-                                    k.str());
+                                    pair_str(k));
       p = Size2(eh / 2, ew / 2);
     } else if (mode != "valid") {
       throw t.value_error(*v, "expected an integer, [h, w], \"valid\" or \"same\", got " +
@@ -148,7 +158,7 @@ Modules make_pool(const ConfigTable& t, const Shape& in, const char* name) {
   std::optional<Size2> s = size2(t, {"stride", "strides"}, k, 1);
   Size2 p = *size2(t, {"padding"}, Size2(0), 0);
   if (2 * p.h > k.h || 2 * p.w > k.w)
-    throw t.error("padding", "must be at most half the kernel size " + k.str() + ", got " + p.str());
+    throw t.error("padding", "must be at most half the kernel size " + pair_str(k) + ", got " + pair_str(p));
   bool ceil = t.get_bool("ceil_mode", false);
   if (in.size() != 4) throw input_error(t, name, "(None, C, H, W)", in);
   if constexpr (std::is_same_v<Pool, AvgPool2d>)
