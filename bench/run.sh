@@ -10,7 +10,8 @@
 # mlp_step conv2d_fwd_bwd softmax layer_norm.
 set -eu
 cd "$(dirname "$0")/.."
-COMMAND="bench/run.sh $*"
+COMMAND="bench/run.sh"
+[ "$#" -eq 0 ] || COMMAND="$COMMAND $*"
 THREADS=${MOX_NUM_THREADS:-2}
 ROUNDS=3
 CASES=""

@@ -80,6 +80,11 @@ def nn_cases():
                    dict(x=rnd(3, 5, 6, 6), w=rnd(8, 5, 3, 3), b=rnd(8)),
                    lambda x, w, b: F.conv2d(x, w, b, padding=1)))
 
+    p = dict(stride=[1, 1], padding=[1, 2], dilation=[1, 1], groups=1)
+    cs.append(case("conv2d_3x3_winograd", "conv2d", p,  # >= 8 channels: mox's Winograd path
+                   dict(x=rnd(4, 8, 7, 5), w=rnd(8, 8, 3, 3), b=rnd(8)),
+                   lambda x, w, b: F.conv2d(x, w, b, padding=(1, 2))))
+
     def maxpool(x):
         y, i = F.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)
         return y, {"indices": i}

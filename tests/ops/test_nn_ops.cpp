@@ -154,17 +154,21 @@ TEST(Conv2d, GradcheckPointwiseAndPartialInputs) {
 }
 
 TEST(Conv2d, ParallelFloatKernelsMatchSerialDouble) {
-  // Sizes that take each threaded path: batch split (per-thread buffers and weight-gradient
-  // sums), row split for a batch smaller than the thread count (plain and grouped), and the
-  // pointwise path; 3 threads so that splits are uneven.
+  // Sizes that take each f32 path: batch split (per-thread buffers and weight-gradient
+  // sums), row split for a batch smaller than the thread count (plain and grouped), the
+  // pointwise path, and Winograd F(2x2,3x3) for 3x3 stride-1 convolutions (padding 0, 1, 2,
+  // odd sizes, on 3 threads and on 1); 3 threads so that splits are uneven.
   struct Cfg {
     Shape x, w;
     int64_t pad, groups;
+    int threads = 3;
   };
   for (const Cfg& c : {Cfg{{8, 16, 12, 12}, {32, 16, 3, 3}, 1, 1}, Cfg{{1, 16, 20, 20}, {32, 16, 3, 3}, 1, 1},
                        Cfg{{2, 16, 20, 19}, {32, 8, 3, 3}, 1, 2}, Cfg{{1, 64, 20, 20}, {48, 64, 1, 1}, 0, 1},
-                       Cfg{{5, 6, 21, 20}, {40, 6, 5, 3}, 2, 1}}) {
-    SCOPED_TRACE("x " + shape_str(c.x) + " w " + shape_str(c.w));
+                       Cfg{{5, 6, 21, 20}, {40, 6, 5, 3}, 2, 1}, Cfg{{4, 8, 7, 9}, {12, 8, 3, 3}, 0, 1},
+                       Cfg{{3, 10, 5, 6}, {9, 10, 3, 3}, 2, 1}, Cfg{{3, 12, 9, 8}, {16, 12, 3, 3}, 1, 1, 1}}) {
+    SCOPED_TRACE("x " + shape_str(c.x) + " w " + shape_str(c.w) + " threads " +
+                 std::to_string(c.threads));
     Conv2dParams p;
     p.pad_h = p.pad_w = c.pad, p.groups = c.groups;
     if (c.w[2] == 5) p.pad_w = 1;
@@ -178,7 +182,7 @@ TEST(Conv2d, ParallelFloatKernelsMatchSerialDouble) {
       y.backward(gy.to(dt));
       return std::vector<Tensor>{y.detach(), xi.grad(), wi.grad(), bi.grad()};
     };
-    std::vector<Tensor> f32 = with_threads(3, [&] { return run(DType::F32); });
+    std::vector<Tensor> f32 = with_threads(c.threads, [&] { return run(DType::F32); });
     std::vector<Tensor> f64 = with_threads(1, [&] { return run(DType::F64); });
     for (size_t i = 0; i < f32.size(); i++)
       EXPECT_LT(max_abs_diff(f32[i], f64[i]), 2e-5 * (1 + max_abs(f64[i]))) << "tensor " << i;

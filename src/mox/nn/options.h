@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <string>
 
+#include "mox/util/arg.h"
+
 namespace mox::nn {
 
 // A (height, width) pair that a single number also converts to, like PyTorch's
@@ -14,21 +16,13 @@ struct Size2 {
   bool operator==(const Size2&) const = default;
   // "(3, 5)", as PyTorch prints a conv kernel_size.
   std::string str() const {
-    return "(" + std::to_string(h) + ", " + std::to_string(w) + ")";
+    std::string s = "(";  // appended piecewise: GCC 12 warns (-Wrestrict) on the + chain
+    s += std::to_string(h);
+    s += ", ";
+    s += std::to_string(w);
+    s += ")";
+    return s;
   }
 };
-
-// MOX_ARG(type, name) = default; declares a chainable option, as TORCH_ARG does:
-// Conv2dOptions(3, 16, 3).stride(2).padding(1), read back with .stride().
-#define MOX_ARG(T, name)                                  \
- public:                                                  \
-  auto& name(const T& new_value) {                        \
-    name##_ = new_value;                                  \
-    return *this;                                         \
-  }                                                       \
-  const T& name() const { return name##_; }               \
-                                                          \
- private:                                                 \
-  T name##_
 
 }  // namespace mox::nn

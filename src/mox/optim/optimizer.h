@@ -17,21 +17,11 @@
 #include <vector>
 
 #include "mox/optim/state_dict.h"
+#include "mox/util/arg.h"
 #include "mox/tensor/tensor.h"
 
 namespace mox::optim {
 
-// Declares a builder-style option: `opts.name(v)` sets and returns *this, `opts.name()` reads.
-#define MOX_ARG(T, name)                  \
- public:                                  \
-  auto& name(const T& new_value) {        \
-    name##_ = new_value;                  \
-    return *this;                         \
-  }                                       \
-  const T& name() const { return name##_; } \
-                                          \
- private:                                 \
-  T name##_
 
 // A group of parameters sharing a learning rate and weight decay; an unset option takes
 // the optimiser's default. ParamGroup{.params = no_decay, .weight_decay = 0.0}
