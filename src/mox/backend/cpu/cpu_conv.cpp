@@ -3,7 +3,8 @@
 // weight/bias-gradient partial sums, added up in thread order so results are deterministic).
 // A batch smaller than the thread count is processed one sample at a time with the im2col
 // split by channel and the GEMMs split by rows; BLAS itself always runs single-threaded
-// (see Split below). 1x1 stride-1 unpadded convolutions skip im2col.
+// (see Split below). 1x1 stride-1 unpadded convolutions skip im2col; f32 3x3 stride-1
+// convolutions use Winograd F(2x2, 3x3) for the output and the input gradient.
 #include <cblas.h>
 #include <omp.h>
 
@@ -14,16 +15,9 @@
 #include <type_traits>
 
 #include "mox/backend/cpu/cpu_backend.h"
+#include "mox/backend/cpu/simd.h"
 #include "mox/backend/cpu/loops.h"
 
-// Clones per x86-64 ISA level. simd.h's MOX_SIMD names arch=skylake-avx512/haswell, which
-// GCC dispatches by CPU *model* (never true on AMD or newer Intel parts, so the baseline
-// clone runs there); x86-64-v4/v3 are dispatched by feature bits.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define MOX_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MOX_ISA_CLONES
-#endif
 
 namespace mox {
 
@@ -94,7 +88,7 @@ inline void valid_rows(const ConvGeom& g, int64_t ki, int64_t& oh0, int64_t& oh1
 
 // x (Cg,H,W) -> col (Cg*kh*kw, Ho*Wo) for channels [c0, c1); out-of-image taps are zero.
 template <typename T>
-inline __attribute__((always_inline)) void im2col_impl(const T* x, const ConvGeom& g, T* col,
+MOX_INLINE void im2col_impl(const T* x, const ConvGeom& g, T* col,
                                                        int64_t c0, int64_t c1) {
   const Conv2dParams& p = g.p;
   if (block_shift(g)) {
@@ -154,7 +148,7 @@ inline __attribute__((always_inline)) void im2col_impl(const T* x, const ConvGeo
 // zeroed).
 // In the block-shift case `col` is scratch and its wrapped edge cells are overwritten.
 template <typename T>
-inline __attribute__((always_inline)) void col2im_impl(T* col, const ConvGeom& g, T* gx, int64_t c0,
+MOX_INLINE void col2im_impl(T* col, const ConvGeom& g, T* gx, int64_t c0,
                                                        int64_t c1) {
   const Conv2dParams& p = g.p;
   if (block_shift(g)) {
@@ -204,7 +198,7 @@ inline __attribute__((always_inline)) void col2im_impl(T* col, const ConvGeom& g
 // Per-ISA entry points for f32 (f64 is for gradient tests and uses the portable code). The
 // zero runs in im2col are a few cells long: plain stores beat a memset call per run, hence
 // no loop-to-memset conversion.
-#define MOX_CONV_COPY MOX_ISA_CLONES __attribute__((optimize("no-tree-loop-distribute-patterns")))
+#define MOX_CONV_COPY MOX_SIMD __attribute__((optimize("no-tree-loop-distribute-patterns")))
 MOX_CONV_COPY void im2col_f32(const float* x, const ConvGeom& g, float* col, int64_t c0, int64_t c1) {
   im2col_impl(x, g, col, c0, c1);
 }
@@ -314,7 +308,7 @@ void wino_weights(const float* w, int64_t Cout, int64_t Cin, bool flipped, float
 // scalar at the edges. The Winograd transforms use it to go channel-last and back.
 typedef float v8f __attribute__((vector_size(32)));
 typedef int v8i __attribute__((vector_size(32)));
-inline __attribute__((always_inline)) void transpose(const float* src, int64_t src_ld, float* dst,
+MOX_INLINE void transpose(const float* src, int64_t src_ld, float* dst,
                                                      int64_t dst_ld, int64_t rows, int64_t cols) {
   int64_t i0 = 0;
   for (; i0 + 8 <= rows; i0 += 8) {
@@ -351,7 +345,7 @@ inline __attribute__((always_inline)) void transpose(const float* src, int64_t s
 
 // One image x (Cin, H, W) -> V[xi][tbase + tile][c] (V is (16, T, Cin)).
 // P: scratch for the zero-padded channel-last image (Hp, Wp, Cin); S: (H, W, Cin).
-MOX_ISA_CLONES void wino_input_f32(const float* x, const WinoGeom& g, float* __restrict V,
+MOX_SIMD void wino_input_f32(const float* x, const WinoGeom& g, float* __restrict V,
                                    int64_t T, int64_t tbase, float* __restrict P,
                                    float* __restrict S) {
   const int64_t C = g.Cin, Wp = g.Wp;
@@ -404,7 +398,7 @@ MOX_ISA_CLONES void wino_input_f32(const float* x, const WinoGeom& g, float* __r
 
 // M[xi][tbase + tile][o] (M is (16, T, Cout)) -> one image y (Cout, Ho, Wo) = A^T M A
 // (+ bias). Q: scratch for the channel-last output of whole tiles (2*th, 2*tw, Cout).
-MOX_ISA_CLONES void wino_output_f32(const float* __restrict M, int64_t T, int64_t tbase,
+MOX_SIMD void wino_output_f32(const float* __restrict M, int64_t T, int64_t tbase,
                                     const float* bias, const WinoGeom& g, float* y,
                                     float* __restrict Q) {
   const int64_t C = g.Cout, Wq = 2 * g.tw;

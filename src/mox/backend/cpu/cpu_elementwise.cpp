@@ -94,20 +94,20 @@ constexpr double kInvSqrt2Pi = 0.39894228040143267793994605993438;
   X(Clamp, (x >= a && x <= b) ? g : T(0))
 
 template <typename T>
-inline T gelu_tanh_grad(T x, T g) {
+MOX_INLINE T gelu_tanh_grad(T x, T g) {
   T u = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
   T t = m_tanh(u);
   T du = T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
   return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du);
 }
 template <typename T>
-inline T silu_grad(T x, T g) {
+MOX_INLINE T silu_grad(T x, T g) {
   T s = m_sigmoid(x);
   return g * (s * (T(1) + x * (T(1) - s)));
 }
 
 template <typename T>
-__attribute__((always_inline)) inline void unary_loop(UnaryOp op, const T* __restrict xp,
+MOX_INLINE void unary_loop(UnaryOp op, const T* __restrict xp,
                                                       int64_t xs, T* __restrict yp, int64_t ys,
                                                       int64_t n, T a, T b) {
   switch (op) {
@@ -131,7 +131,7 @@ __attribute__((always_inline)) inline void unary_loop(UnaryOp op, const T* __res
 }
 
 template <typename T>
-__attribute__((always_inline)) inline void unary_grad_loop(UnaryOp op, const T* xp, int64_t xs,
+MOX_INLINE void unary_grad_loop(UnaryOp op, const T* xp, int64_t xs,
                                                            const T* yp, int64_t ys, const T* gp,
                                                            int64_t gs, T* __restrict op_,
                                                            int64_t os, int64_t n, T a, T b) {
@@ -141,7 +141,7 @@ __attribute__((always_inline)) inline void unary_grad_loop(UnaryOp op, const T* 
     for (int64_t i = 0; i < n; i++) {                                      \
       [[maybe_unused]] const T x = xp ? xp[i * xs] : T(0);                 \
       [[maybe_unused]] const T y = yp ? yp[i * ys] : T(0);                 \
-      const T g = gp[i * gs];                                              \
+      [[maybe_unused]] const T g = gp[i * gs];                                              \
       op_[i * os] = EXPR;                                                  \
     }                                                                      \
     break;
@@ -210,7 +210,7 @@ void unary_int(UnaryOp op, const T* x, int64_t xs, T* y, int64_t ys, int64_t n, 
   X(Eq, a == b) X(Ne, a != b) X(Lt, a < b) X(Le, a <= b) X(Gt, a > b) X(Ge, a >= b)
 
 template <typename T>
-__attribute__((always_inline)) inline void binary_loop(BinaryOp op, const T* ap, int64_t as,
+MOX_INLINE void binary_loop(BinaryOp op, const T* ap, int64_t as,
                                                        const T* bp, int64_t bs, T* __restrict op_,
                                                        int64_t os, int64_t n) {
   switch (op) {

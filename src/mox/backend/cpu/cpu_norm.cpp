@@ -1,6 +1,6 @@
 // Row kernels over contiguous [rows, n]: softmax / log-softmax, layer norm and the fused
 // softmax cross-entropy, forward and backward. Rows are split across threads; each row is
-// processed by a function compiled per instruction set (MOX_ISA_CLONES). Reductions in a row
+// processed by a function compiled per instruction set (MOX_SIMD). Reductions in a row
 // use a fixed number of lanes so that GCC vectorises them without -ffast-math and the
 // summation order (hence the result) does not depend on the thread count.
 #include <omp.h>
@@ -14,57 +14,24 @@
 #include "mox/backend/cpu/loops.h"
 #include "mox/backend/cpu/simd.h"
 
-// Clones per x86-64 ISA level. simd.h's MOX_SIMD names arch=skylake-avx512/haswell, which
-// GCC dispatches by CPU *model* (never true on AMD or newer Intel parts, so the baseline
-// clone runs there); x86-64-v4/v3 are dispatched by feature bits.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define MOX_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MOX_ISA_CLONES
-#endif
-
 namespace mox {
 
 namespace {
 
-#define MOX_ALWAYS_INLINE inline __attribute__((always_inline))
-
-// e^x for f32 (simd::expf_fast's polynomial). It must be always_inline: GCC does not
-// inline a plain function into a clone compiled for another arch, and a call per
-// element would stop vectorisation. Rounding uses the 1.5*2^23 trick, which vectorises
-// even for baseline SSE2 (roundf would be a libm call there). Below -87.3, e^x is
-// denormal or zero: return exactly 0 like libm's underflow. (__builtin_bit_cast, not
-// std::bit_cast, for the same inlining reason.)
-MOX_ALWAYS_INLINE float exp_t(float x) {
-  float xc = x > 88.7f ? 88.7f : (x < -87.3f ? -87.3f : x);
-  const float shifter = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  float t = xc * 1.44269504088896341f + shifter;
-  float n = t - shifter;
-  float r = xc - n * 0.693145751953125f;
-  r = r - n * 1.428606765330187045e-06f;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  int32_t bits = (__builtin_bit_cast(int32_t, t) - __builtin_bit_cast(int32_t, shifter) + 127) << 23;
-  float e = p * __builtin_bit_cast(float, bits);
-  return x < -87.3f ? 0.0f : e;
-}
-MOX_ALWAYS_INLINE double exp_t(double x) { return std::exp(x); }
+// e^x inside the row kernels: the vectorisable f32 polynomial, libm in f64.
+MOX_INLINE float exp_t(float x) { return simd::expf_fast(x); }
+MOX_INLINE double exp_t(double x) { return std::exp(x); }
 
 // Lanes per accumulator block: two 512-bit registers' worth.
 template <typename T> constexpr int kLanes = 128 / sizeof(T);
 
-template <typename T> MOX_ALWAYS_INLINE T fold(const T* acc) {
+template <typename T> MOX_INLINE T fold(const T* acc) {
   T s = 0;
   for (int j = 0; j < kLanes<T>; j++) s += acc[j];
   return s;
 }
 
-template <typename T> MOX_ALWAYS_INLINE T row_max(const T* x, int64_t n) {
+template <typename T> MOX_INLINE T row_max(const T* x, int64_t n) {
   constexpr int L = kLanes<T>;
   T acc[L];
   for (int j = 0; j < L; j++) acc[j] = -std::numeric_limits<T>::infinity();
@@ -77,7 +44,7 @@ template <typename T> MOX_ALWAYS_INLINE T row_max(const T* x, int64_t n) {
   return m;
 }
 
-template <typename T> MOX_ALWAYS_INLINE T row_sum(const T* x, int64_t n) {
+template <typename T> MOX_INLINE T row_sum(const T* x, int64_t n) {
   constexpr int L = kLanes<T>;
   T acc[L] = {};
   int64_t i = 0;
@@ -88,7 +55,7 @@ template <typename T> MOX_ALWAYS_INLINE T row_sum(const T* x, int64_t n) {
   return s;
 }
 
-template <typename T> MOX_ALWAYS_INLINE T row_dot(const T* a, const T* b, int64_t n) {
+template <typename T> MOX_INLINE T row_dot(const T* a, const T* b, int64_t n) {
   constexpr int L = kLanes<T>;
   T acc[L] = {};
   int64_t i = 0;
@@ -100,7 +67,7 @@ template <typename T> MOX_ALWAYS_INLINE T row_dot(const T* a, const T* b, int64_
 }
 
 // y = exp(x - m), returns sum(y)
-template <typename T> MOX_ALWAYS_INLINE T exp_shift_sum(const T* x, T m, T* y, int64_t n) {
+template <typename T> MOX_INLINE T exp_shift_sum(const T* x, T m, T* y, int64_t n) {
   constexpr int L = kLanes<T>;
   T acc[L] = {};
   int64_t i = 0;
@@ -120,7 +87,7 @@ template <typename T> MOX_ALWAYS_INLINE T exp_shift_sum(const T* x, T m, T* y, i
 }
 
 // sum(exp(x - m)) without storing
-template <typename T> MOX_ALWAYS_INLINE T exp_sum(const T* x, T m, int64_t n) {
+template <typename T> MOX_INLINE T exp_sum(const T* x, T m, int64_t n) {
   constexpr int L = kLanes<T>;
   T acc[L] = {};
   int64_t i = 0;
@@ -132,7 +99,7 @@ template <typename T> MOX_ALWAYS_INLINE T exp_sum(const T* x, T m, int64_t n) {
 }
 
 // ---- softmax: x (n) -> y (n) ----
-template <typename T> MOX_ALWAYS_INLINE void softmax_row(const T* x, T* y, int64_t n, bool log) {
+template <typename T> MOX_INLINE void softmax_row(const T* x, T* y, int64_t n, bool log) {
   T m = row_max(x, n);
   if (m == -std::numeric_limits<T>::infinity()) m = 0;  // all -inf: avoid inf - inf
   if (log) {
@@ -146,7 +113,7 @@ template <typename T> MOX_ALWAYS_INLINE void softmax_row(const T* x, T* y, int64
 
 // softmax: gx = y * (gy - sum(gy*y)); log-softmax: gx = gy - exp(y) * sum(gy)
 template <typename T>
-MOX_ALWAYS_INLINE void softmax_back_row(const T* y, const T* gy, T* gx, int64_t n, bool log) {
+MOX_INLINE void softmax_back_row(const T* y, const T* gy, T* gx, int64_t n, bool log) {
   if (log) {
     T s = row_sum(gy, n);
     for (int64_t i = 0; i < n; i++) gx[i] = gy[i] - exp_t(y[i]) * s;
@@ -158,7 +125,7 @@ MOX_ALWAYS_INLINE void softmax_back_row(const T* y, const T* gy, T* gx, int64_t 
 
 // ---- layer norm: x (n) -> y (n); mean and 1/std of the row ----
 template <typename T>
-MOX_ALWAYS_INLINE void layer_norm_row(const T* x, const T* w, const T* b, T eps, T* y, T* mean_out,
+MOX_INLINE void layer_norm_row(const T* x, const T* w, const T* b, T eps, T* y, T* mean_out,
                                       T* rstd_out, int64_t n) {
   constexpr int L = kLanes<T>;
   T mean = row_sum(x, n) / T(n);
@@ -188,7 +155,7 @@ MOX_ALWAYS_INLINE void layer_norm_row(const T* x, const T* w, const T* b, T eps,
 // gx = rstd * (dxh - mean(dxh) - xhat * mean(dxh * xhat)), dxh = gy * w, xhat = (x-mean)*rstd;
 // pw += gy * xhat, pb += gy (partial sums of this thread's rows).
 template <typename T>
-MOX_ALWAYS_INLINE void layer_norm_back_row(const T* gy, const T* x, const T* w, T mean, T rstd,
+MOX_INLINE void layer_norm_back_row(const T* gy, const T* x, const T* w, T mean, T rstd,
                                            T* gx, T* pw, T* pb, int64_t n) {
   constexpr int L = kLanes<T>;
   T a1[L] = {}, a2[L] = {};
@@ -223,7 +190,7 @@ MOX_ALWAYS_INLINE void layer_norm_back_row(const T* gy, const T* x, const T* w, 
 // loss = (1-eps) * -logp[t] + eps/n * sum_j -logp[j]
 // grad = (softmax - (1-eps) onehot(t) - eps/n) * scale
 template <typename T>
-MOX_ALWAYS_INLINE T cross_entropy_row(const T* z, int64_t t, T eps, T* g, T scale, int64_t n) {
+MOX_INLINE T cross_entropy_row(const T* z, int64_t t, T eps, T* g, T scale, int64_t n) {
   if (t < 0) {
     if (g) std::fill(g, g + n, T(0));
     return 0;
@@ -241,28 +208,28 @@ MOX_ALWAYS_INLINE T cross_entropy_row(const T* z, int64_t t, T eps, T* g, T scal
 }
 
 // Per-instruction-set entry points for f32; f64 (gradient tests) uses the portable code.
-MOX_ISA_CLONES void softmax_rows_f32(const float* x, float* y, int64_t r0, int64_t r1, int64_t n,
+MOX_SIMD void softmax_rows_f32(const float* x, float* y, int64_t r0, int64_t r1, int64_t n,
                                bool log) {
   for (int64_t r = r0; r < r1; r++) softmax_row(x + r * n, y + r * n, n, log);
 }
-MOX_ISA_CLONES void softmax_back_rows_f32(const float* y, const float* gy, float* gx, int64_t r0,
+MOX_SIMD void softmax_back_rows_f32(const float* y, const float* gy, float* gx, int64_t r0,
                                     int64_t r1, int64_t n, bool log) {
   for (int64_t r = r0; r < r1; r++) softmax_back_row(y + r * n, gy + r * n, gx + r * n, n, log);
 }
-MOX_ISA_CLONES void layer_norm_rows_f32(const float* x, const float* w, const float* b, float eps,
+MOX_SIMD void layer_norm_rows_f32(const float* x, const float* w, const float* b, float eps,
                                   float* y, float* mean, float* rstd, int64_t r0, int64_t r1,
                                   int64_t n) {
   for (int64_t r = r0; r < r1; r++)
     layer_norm_row(x + r * n, w, b, eps, y + r * n, mean + r, rstd + r, n);
 }
-MOX_ISA_CLONES void layer_norm_back_rows_f32(const float* gy, const float* x, const float* w,
+MOX_SIMD void layer_norm_back_rows_f32(const float* gy, const float* x, const float* w,
                                        const float* mean, const float* rstd, float* gx,
                                        float* pw, float* pb, int64_t r0, int64_t r1, int64_t n) {
   for (int64_t r = r0; r < r1; r++)
     layer_norm_back_row(gy + r * n, x + r * n, w, mean[r], rstd[r], gx ? gx + r * n : nullptr,
                         pw, pb, n);
 }
-MOX_ISA_CLONES void cross_entropy_rows_f32(const float* z, const int64_t* t, float eps, float* loss,
+MOX_SIMD void cross_entropy_rows_f32(const float* z, const int64_t* t, float eps, float* loss,
                                      float* g, float scale, int64_t r0, int64_t r1, int64_t n) {
   for (int64_t r = r0; r < r1; r++)
     loss[r] = cross_entropy_row(z + r * n, t[r], eps, g ? g + r * n : nullptr, scale, n);

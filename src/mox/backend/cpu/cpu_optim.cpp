@@ -15,15 +15,6 @@
 #include "mox/backend/cpu/loops.h"
 #include "mox/backend/cpu/simd.h"
 
-// Clones per x86-64 ISA level. simd.h's MOX_SIMD names arch=skylake-avx512/haswell, which
-// GCC dispatches by CPU *model* (never true on AMD or newer Intel parts, so the baseline
-// clone runs there); x86-64-v4/v3 are dispatched by feature bits.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define MOX_ISA_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MOX_ISA_CLONES
-#endif
-
 namespace mox {
 
 namespace {
@@ -49,11 +40,11 @@ AdamScalars scalars(const AdamParams& p) {
 
 // __builtin_sqrt, not std::sqrt: a libstdc++ inline function is not inlined into a clone
 // compiled for another arch, and a call per element would stop vectorisation.
-inline __attribute__((always_inline)) float sqrt_t(float x) { return __builtin_sqrtf(x); }
-inline __attribute__((always_inline)) double sqrt_t(double x) { return __builtin_sqrt(x); }
+MOX_INLINE float sqrt_t(float x) { return __builtin_sqrtf(x); }
+MOX_INLINE double sqrt_t(double x) { return __builtin_sqrt(x); }
 
 template <typename T>
-inline __attribute__((always_inline)) void adam_chunk(T* __restrict w, const T* __restrict g,
+MOX_INLINE void adam_chunk(T* __restrict w, const T* __restrict g,
                                                       T* __restrict m, T* __restrict v,
                                                       T* __restrict vmax, int64_t n,
                                                       const AdamScalars& s) {
@@ -75,7 +66,7 @@ inline __attribute__((always_inline)) void adam_chunk(T* __restrict w, const T* 
   }
 }
 
-MOX_ISA_CLONES void adam_chunk_f32(float* w, const float* g, float* m, float* v, float* vmax, int64_t n,
+MOX_SIMD void adam_chunk_f32(float* w, const float* g, float* m, float* v, float* vmax, int64_t n,
                              const AdamScalars& s) {
   if (vmax)
     adam_chunk(w, g, m, v, vmax, n, s);

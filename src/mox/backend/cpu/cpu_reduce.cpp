@@ -21,7 +21,7 @@ template <> struct Acc<int32_t> { using type = int64_t; };
 template <> struct Acc<int8_t> { using type = int64_t; };
 template <> struct Acc<uint8_t> { using type = int64_t; };
 
-template <typename T> T init_value(ReduceOp op) {
+template <typename T> MOX_INLINE T init_value(ReduceOp op) {
   switch (op) {
     case ReduceOp::Sum: case ReduceOp::Mean: return T(0);
     case ReduceOp::Prod: return T(1);
@@ -35,7 +35,7 @@ template <typename T> T init_value(ReduceOp op) {
   return T(0);
 }
 
-template <typename T> inline T combine(ReduceOp op, T a, T b) {
+template <typename T> MOX_INLINE T combine(ReduceOp op, T a, T b) {
   switch (op) {
     case ReduceOp::Sum: case ReduceOp::Mean: return a + b;
     case ReduceOp::Prod: return a * b;
@@ -47,7 +47,7 @@ template <typename T> inline T combine(ReduceOp op, T a, T b) {
 
 // Reduce a contiguous run of n values (vectorised with 16 partial results).
 template <typename T>
-__attribute__((always_inline)) inline T reduce_run(ReduceOp op, const T* x, int64_t n) {
+MOX_INLINE T reduce_run(ReduceOp op, const T* x, int64_t n) {
   constexpr int L = 16;
   T acc[L];
   for (int l = 0; l < L; l++) acc[l] = init_value<T>(op);
@@ -78,7 +78,7 @@ __attribute__((always_inline)) inline T reduce_run(ReduceOp op, const T* x, int6
 
 // out[j] op= x[j] for a row of n values.
 template <typename T>
-__attribute__((always_inline)) inline void combine_row(ReduceOp op, T* __restrict out,
+MOX_INLINE void combine_row(ReduceOp op, T* __restrict out,
                                                        const T* __restrict x, int64_t n) {
   switch (op) {
     case ReduceOp::Sum: case ReduceOp::Mean:

@@ -1,11 +1,14 @@
 #pragma once
 // Run-time SIMD dispatch without intrinsics: hot loops are written as plain C++ that GCC
 // auto-vectorises, and MOX_SIMD asks GCC to compile each such function three times
-// (AVX-512F, AVX2, baseline x86-64) and pick one at load time from the CPU's features
-// (function multi-versioning via ifunc). Other compilers/targets get the portable loop.
-// Two things keep the clones vectorised: the clones name ISA features, not "arch=" (GCC
-// never inlines across different arch= settings, and a call in the loop stops
-// vectorisation), and the build uses -fno-trapping-math so that selects (?:) if-convert.
+// (x86-64-v4 = AVX-512, x86-64-v3 = AVX2+FMA, baseline x86-64) and pick one at load time
+// from the CPU's feature bits (function multi-versioning via ifunc; the micro-architecture
+// names like arch=skylake-avx512 would dispatch by CPU model instead, never matching AMD).
+// Two things keep the clones vectorised: every helper called from a clone is
+// MOX_INLINE (GCC does not inline a plain inline function into a clone compiled for another
+// arch, and a call in the loop stops vectorisation; for the same reason bit casts use
+// __builtin_bit_cast), and the build uses -fno-trapping-math so that selects (?:)
+// if-convert. Other compilers/targets get the portable loop.
 // The math below (exp, log, tanh, erf) is branch-free polynomial code so that it
 // vectorises too; accuracy is within a few ulp of libm in f32. f64 paths use libm.
 #include <bit>
@@ -13,7 +16,7 @@
 #include <cstdint>
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
-#define MOX_SIMD __attribute__((target_clones("avx512f", "avx2", "default")))
+#define MOX_SIMD __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define MOX_SIMD
 #endif
@@ -25,8 +28,9 @@
 namespace mox::simd {
 
 // exp(x) for f32: range reduction x = n ln2 + r, degree-6 polynomial on r, scale by 2^n.
-MOX_INLINE float expf_fast(float x) {
-  x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
+// Below -87.3, e^x is denormal or zero: returns exactly 0, like libm's underflow.
+MOX_INLINE float expf_fast(float x_in) {
+  float x = x_in < -87.3f ? -87.3f : (x_in > 88.7f ? 88.7f : x_in);
   // Round to nearest by adding and removing 1.5 * 2^23 (vectorises everywhere, unlike roundf).
   const float shifter = 12582912.0f;
   float n = (x * 1.44269504088896341f + shifter) - shifter;
@@ -40,14 +44,15 @@ MOX_INLINE float expf_fast(float x) {
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
   int32_t bits = (int32_t(n) + 127) << 23;
-  return p * std::bit_cast<float>(bits);
+  float e = p * __builtin_bit_cast(float, bits);
+  return x_in < -87.3f ? 0.0f : e;
 }
 
 // log(x) for f32, x > 0 (returns -inf for 0, NaN for negatives via the final select).
 MOX_INLINE float logf_fast(float x) {
-  int32_t bits = std::bit_cast<int32_t>(x);
+  int32_t bits = __builtin_bit_cast(int32_t, x);
   int32_t e = ((bits >> 23) & 0xff) - 127;
-  float m = std::bit_cast<float>((bits & 0x007fffff) | 0x3f800000);  // [1, 2)
+  float m = __builtin_bit_cast(float, (bits & 0x007fffff) | 0x3f800000);  // [1, 2)
   // move m into [sqrt(1/2), sqrt(2))
   bool big = m > 1.41421356f;
   m = big ? m * 0.5f : m;
