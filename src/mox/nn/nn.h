@@ -18,3 +18,4 @@
 #include "mox/nn/layers/rnn.h"
 #include "mox/nn/layers/sequential.h"
 #include "mox/nn/module.h"
+#include "mox/nn/serialize.h"
