@@ -2,7 +2,8 @@
 // The CPU backend: OpenBLAS for GEMM, OpenMP across cores, kernels vectorised per
 // instruction set at run time (see simd.h). Methods are spread over files by family:
 // cpu_memory.cpp (copy, fill, random), cpu_elementwise.cpp, cpu_reduce.cpp, cpu_gemm.cpp,
-// cpu_conv.cpp (conv, pooling), cpu_norm.cpp (softmax, layer norm, cross-entropy),
+// cpu_conv.cpp (conv: im2col + GEMM), cpu_winograd.cpp (3x3 conv, Winograd F(2x2,3x3)),
+// cpu_pool.cpp (pooling), cpu_norm.cpp (softmax, layer norm, cross-entropy),
 // cpu_index.cpp (index_select/add, gather/scatter), cpu_optim.cpp.
 #include "mox/backend/backend.h"
 
