@@ -65,8 +65,9 @@ TEST(Reduce, Gradients) {
   uint64_t s = 900;
   auto check = [&](std::function<Tensor(const Tensor&)> f, Shape shape, const char* name) {
     EXPECT_TRUE(gradcheck([&](auto& v) { return f(v[0]); }, {rnd(shape, s++)})) << name;
-    if (shape.size() >= 2)
+    if (shape.size() >= 2) {
       EXPECT_TRUE(gradcheck([&](auto& v) { return f(v[0]); }, {rnd_noncontig(shape, s++)})) << name << " nc";
+    }
   };
   check([](const Tensor& t) { return sum(t); }, {3, 4}, "sum all");
   check([](const Tensor& t) { return sum(t, {0}); }, {3, 4}, "sum 0");
