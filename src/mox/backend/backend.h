@@ -47,6 +47,23 @@ struct AdamParams {
   bool decoupled;  // AdamW: decay applied to the weight directly
   bool amsgrad;
 };
+// SGD (momentum, dampening, Nesterov, L2 decay). first_step: the momentum buffer holds no
+// history yet and is set to the (decayed) gradient, as PyTorch does when it is None.
+struct SgdParams {
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov;
+  bool first_step;
+};
+// RMSprop; momentum_buf is used when momentum > 0, grad_avg when centered.
+struct RmspropParams {
+  double lr, alpha, eps, weight_decay, momentum;
+  bool centered;
+};
+// Adagrad; step counts from 1 and drives the learning-rate decay lr / (1 + (step-1)*lr_decay).
+struct AdagradParams {
+  double lr, lr_decay, weight_decay, eps;
+  int64_t step;
+};
 
 class Backend {
  public:
@@ -133,6 +150,15 @@ class Backend {
   // ---- optimiser updates over contiguous f32/f64 parameters (in place) ----
   virtual void adam_update(const Tensor& param, const Tensor& grad, const Tensor& m,
                            const Tensor& v, const Tensor& vmax, const AdamParams& p) = 0;
+  // momentum_buf is undefined when momentum == 0 (no buffer).
+  virtual void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf,
+                          const SgdParams& p) = 0;
+  // momentum_buf / grad_avg are undefined when momentum == 0 / not centered.
+  virtual void rmsprop_update(const Tensor& param, const Tensor& grad, const Tensor& square_avg,
+                              const Tensor& momentum_buf, const Tensor& grad_avg,
+                              const RmspropParams& p) = 0;
+  virtual void adagrad_update(const Tensor& param, const Tensor& grad, const Tensor& state_sum,
+                              const AdagradParams& p) = 0;
 };
 
 Backend& backend_for(Device d);

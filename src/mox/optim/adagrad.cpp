@@ -1,5 +1,6 @@
 #include "mox/optim/adagrad.h"
 
+#include "mox/backend/backend.h"
 #include "mox/optim/inplace.h"
 #include "mox/tensor/error.h"
 
@@ -21,12 +22,16 @@ void Adagrad::update(const Tensor& p, const Tensor& grad, ParamState& st, const 
   Tensor& sum = st.buffers["sum"];
   if (!sum.defined())
     sum = full(p.shape(), opt_.initial_accumulator_value(), TensorOptions(p.dtype(), p.device()));
-  Tensor d = g.weight_decay != 0 ? detail::axpy(grad, p, g.weight_decay) : grad;
-  double clr = g.lr / (1.0 + double(st.step - 1) * opt_.lr_decay());
-  detail::addcmul_(sum, d, d, 1.0);
-  Tensor std = detail::sqrt(sum);
-  detail::add_scalar_(std, opt_.eps());
-  detail::addcdiv_(p, d, std, -clr);
+  AdagradParams ap;
+  ap.lr = g.lr;
+  ap.lr_decay = opt_.lr_decay();
+  ap.weight_decay = g.weight_decay;
+  ap.eps = opt_.eps();
+  ap.step = st.step;
+  detail::update_contiguous(p, grad, [&](const Tensor& pc, const Tensor& gc) {
+    backend_for(p).adagrad_update(pc, gc, sum, ap);
+  });
+  sum.bump_version();
 }
 
 }  // namespace mox::optim

@@ -1,5 +1,6 @@
 #pragma once
-// Adagrad, PyTorch 1.13's rule (state_sum starts at initial_accumulator_value):
+// Adagrad, PyTorch 1.13's rule (state_sum starts at initial_accumulator_value), one fused
+// backend pass per parameter (Backend::adagrad_update):
 //   g = grad + weight_decay * p
 //   clr = lr / (1 + (step - 1) * lr_decay)
 //   state_sum += g * g

@@ -1,6 +1,7 @@
 #include "mox/optim/adam.h"
 
 #include "mox/backend/backend.h"
+#include "mox/optim/inplace.h"
 #include "mox/tensor/error.h"
 
 namespace mox::optim {
@@ -44,15 +45,9 @@ void Adam::update(const Tensor& p, const Tensor& grad, ParamState& st, const Gro
   ap.decoupled = decoupled_;
   ap.amsgrad = opt_.amsgrad();
   Tensor vmax = opt_.amsgrad() ? st.buffers.at("max_exp_avg_sq") : Tensor();
-  // The fused kernel wants contiguous operands; parameters almost always are. A strided
-  // parameter is updated through a contiguous copy (its buffers, made by zeros_like, are
-  // contiguous already).
-  Tensor pc = p.is_contiguous() ? p : p.contiguous();
-  Tensor gc = grad.is_contiguous() ? grad : grad.contiguous();
-  backend_for(p).adam_update(pc, gc, st.buffers.at("exp_avg"), st.buffers.at("exp_avg_sq"), vmax,
-                             ap);
-  if (!pc.same(p)) Tensor(p).copy_(pc);
-  Tensor(p).bump_version();
+  detail::update_contiguous(p, grad, [&](const Tensor& pc, const Tensor& gc) {
+    backend_for(pc).adam_update(pc, gc, st.buffers.at("exp_avg"), st.buffers.at("exp_avg_sq"), vmax, ap);
+  });
 }
 
 }  // namespace mox::optim

@@ -1,5 +1,6 @@
 #include "mox/optim/rmsprop.h"
 
+#include "mox/backend/backend.h"
 #include "mox/optim/inplace.h"
 #include "mox/tensor/error.h"
 
@@ -26,31 +27,20 @@ std::vector<std::string> RMSprop::state_buffers() const {
 void RMSprop::update(const Tensor& p, const Tensor& grad, ParamState& st, const Group& g) {
   if (st.buffers.empty())
     for (const std::string& b : state_buffers()) st.buffers[b] = zeros_like(p);
-  Tensor d = g.weight_decay != 0 ? detail::axpy(grad, p, g.weight_decay) : grad;
-  const double alpha = opt_.alpha();
-  Tensor& square_avg = st.buffers.at("square_avg");
-  detail::scale_(square_avg, alpha);
-  detail::addcmul_(square_avg, d, d, 1.0 - alpha);
-  Tensor avg;
-  if (opt_.centered()) {
-    Tensor& grad_avg = st.buffers.at("grad_avg");
-    detail::scale_(grad_avg, alpha);
-    detail::axpy_(grad_avg, d, 1.0 - alpha);
-    avg = square_avg.clone();
-    detail::addcmul_(avg, grad_avg, grad_avg, -1.0);
-    detail::sqrt_(avg);
-  } else {
-    avg = detail::sqrt(square_avg);
-  }
-  detail::add_scalar_(avg, opt_.eps());
-  if (opt_.momentum() > 0) {
-    Tensor& buf = st.buffers.at("momentum_buffer");
-    detail::scale_(buf, opt_.momentum());
-    detail::addcdiv_(buf, d, avg, 1.0);
-    detail::axpy_(p, buf, -g.lr);
-  } else {
-    detail::addcdiv_(p, d, avg, -g.lr);
-  }
+  RmspropParams rp;
+  rp.lr = g.lr;
+  rp.alpha = opt_.alpha();
+  rp.eps = opt_.eps();
+  rp.weight_decay = g.weight_decay;
+  rp.momentum = opt_.momentum();
+  rp.centered = opt_.centered();
+  Tensor square_avg = st.buffers.at("square_avg");
+  Tensor buf = opt_.momentum() > 0 ? st.buffers.at("momentum_buffer") : Tensor();
+  Tensor grad_avg = opt_.centered() ? st.buffers.at("grad_avg") : Tensor();
+  detail::update_contiguous(p, grad, [&](const Tensor& pc, const Tensor& gc) {
+    backend_for(p).rmsprop_update(pc, gc, square_avg, buf, grad_avg, rp);
+  });
+  for (auto& [name, t] : st.buffers) t.bump_version();
 }
 
 }  // namespace mox::optim

@@ -1,5 +1,6 @@
 #pragma once
-// RMSprop, PyTorch 1.13's rule:
+// RMSprop, PyTorch 1.13's rule, one fused backend pass per parameter
+// (Backend::rmsprop_update):
 //   g = grad + weight_decay * p
 //   square_avg = alpha * square_avg + (1 - alpha) * g * g
 //   centered:  grad_avg = alpha * grad_avg + (1 - alpha) * g

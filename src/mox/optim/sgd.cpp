@@ -1,5 +1,6 @@
 #include "mox/optim/sgd.h"
 
+#include "mox/backend/backend.h"
 #include "mox/optim/inplace.h"
 #include "mox/tensor/error.h"
 
@@ -21,19 +22,28 @@ std::vector<std::string> SGD::state_buffers() const {
 }
 
 void SGD::update(const Tensor& p, const Tensor& grad, ParamState& st, const Group& g) {
-  Tensor d = g.weight_decay != 0 ? detail::axpy(grad, p, g.weight_decay) : grad;
+  SgdParams sp;
+  sp.lr = g.lr;
+  sp.momentum = opt_.momentum();
+  sp.dampening = opt_.dampening();
+  sp.weight_decay = g.weight_decay;
+  sp.nesterov = opt_.nesterov();
+  sp.first_step = false;
+  Tensor buf;
   if (opt_.momentum() != 0) {
     auto it = st.buffers.find("momentum_buffer");
-    if (it == st.buffers.end()) {
-      it = st.buffers.emplace("momentum_buffer", d.detach().clone()).first;
-    } else {
-      detail::scale_(it->second, opt_.momentum());
-      detail::axpy_(it->second, d, 1.0 - opt_.dampening());
-    }
-    const Tensor& buf = it->second;
-    d = opt_.nesterov() ? detail::axpy(d, buf, opt_.momentum()) : buf;
+    // No buffer yet: the kernel sets it to the gradient (PyTorch's buf = None case). It
+    // enters the state only once written, so a failed step leaves no garbage behind.
+    sp.first_step = it == st.buffers.end();
+    buf = sp.first_step ? empty(p.shape(), TensorOptions(p.dtype(), p.device())) : it->second;
   }
-  detail::axpy_(p, d, -g.lr);
+  detail::update_contiguous(p, grad, [&](const Tensor& pc, const Tensor& gc) {
+    backend_for(p).sgd_update(pc, gc, buf, sp);
+  });
+  if (buf.defined()) {
+    buf.bump_version();
+    if (sp.first_step) st.buffers.emplace("momentum_buffer", buf);
+  }
 }
 
 }  // namespace mox::optim

@@ -1,6 +1,6 @@
 #pragma once
 // Stochastic gradient descent with momentum, dampening, Nesterov and L2 weight decay,
-// exactly PyTorch 1.13's rule:
+// exactly PyTorch 1.13's rule, one fused backend pass per parameter (Backend::sgd_update):
 //   g = grad + weight_decay * p
 //   buf = g (first step) | momentum * buf + (1 - dampening) * g
 //   g = nesterov ? g + momentum * buf : buf            (when momentum != 0)

@@ -67,6 +67,13 @@ class CpuBackend final : public Backend {
 
   void adam_update(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
                    const Tensor& vmax, const AdamParams& p) override;
+  void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf,
+                  const SgdParams& p) override;
+  void rmsprop_update(const Tensor& param, const Tensor& grad, const Tensor& square_avg,
+                      const Tensor& momentum_buf, const Tensor& grad_avg,
+                      const RmspropParams& p) override;
+  void adagrad_update(const Tensor& param, const Tensor& grad, const Tensor& state_sum,
+                      const AdagradParams& p) override;
 };
 
 }  // namespace mox
