@@ -1,5 +1,5 @@
 #pragma once
-// Identity: returns its input (a placeholder, e.g. for a removed classifier head).
+// Identity: returns its input (stands in for a removed layer, e.g. a classifier head).
 #include "mox/nn/module.h"
 
 namespace mox::nn {
