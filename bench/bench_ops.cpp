@@ -19,6 +19,7 @@
 #include "bench/timing.h"
 #include "mox/mox.h"
 #include "mox/nn/nn.h"
+#include "mox/nn/nn.h"
 #include "mox/optim/adam.h"
 
 namespace {
@@ -100,6 +101,18 @@ void bench_layer_norm(const std::string& name) {
   report(name, "mox", median_seconds([&] { mox::layer_norm(x, {4096}, w, b, 1e-5); }));
 }
 
+// LSTM(32 -> 64), batch_first x [64, 50, 32]: forward, sum(output).backward().
+void bench_lstm(const std::string& name) {
+  mox::manual_seed(6);
+  mox::nn::LSTM lstm(mox::nn::LSTMOptions(32, 64).batch_first(true));
+  mox::Generator g(6);
+  Tensor x = mox::randn({64, 50, 32}, &g);
+  report(name, "mox", median_seconds([&] {
+           lstm.zero_grad();
+           mox::sum(lstm(x)).backward();
+         }));
+}
+
 const std::vector<std::pair<std::string, std::function<void(const std::string&)>>>& cases() {
   static const std::vector<std::pair<std::string, std::function<void(const std::string&)>>> c = {
       {"sgemm_256", [](const std::string& n) { bench_sgemm(n, 256); }},
@@ -110,6 +123,7 @@ const std::vector<std::pair<std::string, std::function<void(const std::string&)>
       {"conv2d_fwd_bwd", bench_conv},
       {"softmax", bench_softmax},
       {"layer_norm", bench_layer_norm},
+      {"lstm_fwd_bwd", bench_lstm},
   };
   return c;
 }

@@ -7,7 +7,7 @@
 # with the same thread count; each run reports a median, and the table keeps each side's
 # best round (other processes on a shared machine only ever slow a round down). Prints the
 # table and writes bench/RESULTS.md. Cases: sgemm_256 sgemm_512 sgemm_1024 sgemm_2048
-# mlp_step conv2d_fwd_bwd softmax layer_norm.
+# mlp_step conv2d_fwd_bwd softmax layer_norm lstm_fwd_bwd.
 set -eu
 cd "$(dirname "$0")/.."
 COMMAND="bench/run.sh"

@@ -113,6 +113,17 @@ def bench_layer_norm():
         return median_seconds(lambda: F.layer_norm(x, (4096,), w, b, 1e-5))
 
 
+def bench_lstm():
+    torch.manual_seed(6)
+    lstm = torch.nn.LSTM(32, 64, batch_first=True)
+    x = torch.randn(64, 50, 32, generator=torch.Generator().manual_seed(6))
+
+    def step():
+        lstm.zero_grad()
+        lstm(x)[0].sum().backward()
+    return median_seconds(step)
+
+
 CASES = {
     "sgemm_256": lambda: bench_sgemm(256),
     "sgemm_512": lambda: bench_sgemm(512),
@@ -122,6 +133,7 @@ CASES = {
     "conv2d_fwd_bwd": bench_conv,
     "softmax": bench_softmax,
     "layer_norm": bench_layer_norm,
+    "lstm_fwd_bwd": bench_lstm,
 }
 
 
