@@ -2,67 +2,19 @@
 // Dropout 0.2, Linear 128->10; cross-entropy; Adam 1e-3; batch 64.
 //   train_mlp [--epochs N] [--data DIR] [--threads N]
 // DIR holds the four IDX files (gzip or plain); default: Debian's dataset-fashion-mnist.
-#include <zlib.h>
-
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "mox/data/datasets/idx.h"
 #include "mox/mox.h"
 #include "mox/nn/nn.h"
 #include "mox/optim/optim.h"
 
 using namespace mox;
-
-namespace {
-
-// Reads a whole IDX file (gzip-compressed or not: gzread handles both).
-std::vector<uint8_t> read_file(const std::string& path) {
-  gzFile f = gzopen(path.c_str(), "rb");
-  if (!f) throw Error(path, "cannot open");
-  std::vector<uint8_t> data;
-  uint8_t buf[1 << 16];
-  int n;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) data.insert(data.end(), buf, buf + n);
-  bool bad = n < 0;
-  gzclose(f);
-  if (bad) throw Error(path, "read error (corrupt gzip?)");
-  return data;
-}
-
-uint32_t be32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
-
-// IDX: magic 0x0000 0x08 (u8) ndim, then ndim big-endian u32 sizes, then the data.
-Tensor load_idx(const std::string& path) {
-  std::vector<uint8_t> d = read_file(path);
-  if (d.size() < 4 || d[0] != 0 || d[1] != 0 || d[2] != 0x08)
-    throw Error(path, "not an unsigned-byte IDX file (bad magic)");
-  int nd = d[3];
-  if (d.size() < size_t(4 + 4 * nd)) throw Error(path, "truncated header");
-  Shape s;
-  for (int i = 0; i < nd; i++) s.push_back(be32(&d[4 + 4 * i]));
-  size_t off = 4 + 4 * nd;
-  if (d.size() - off != size_t(shape_numel(s)))
-    throw Error(path, "expected " + std::to_string(shape_numel(s)) + " bytes of data for shape " +
-                          shape_str(s) + ", found " + std::to_string(d.size() - off));
-  Tensor t = empty(s, DType::U8);
-  std::memcpy(t.raw_data(), d.data() + off, d.size() - off);
-  return t;
-}
-
-std::string find(const std::string& dir, const std::string& base) {
-  for (std::string p : {dir + "/" + base + ".gz", dir + "/" + base}) {
-    if (FILE* f = std::fopen(p.c_str(), "rb")) {
-      std::fclose(f);
-      return p;
-    }
-  }
-  throw Error(dir, "missing " + base + "[.gz] (install dataset-fashion-mnist or pass --data)");
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   int epochs = 3;
@@ -78,11 +30,10 @@ int main(int argc, char** argv) {
     }
   }
   try {
-    // images u8 [N,28,28] -> f32 [N,1,28,28] in [0,1]
-    auto images = [&](const char* name) { return mul(load_idx(find(dir, name)).to(DType::F32), 1.0 / 255).unsqueeze(1); };
-    Tensor xtr = images("train-images-idx3-ubyte"), xte = images("t10k-images-idx3-ubyte");
-    Tensor ytr = load_idx(find(dir, "train-labels-idx1-ubyte")).to(DType::I64);
-    Tensor yte = load_idx(find(dir, "t10k-labels-idx1-ubyte")).to(DType::I64);
+    // inputs f32 [N,1,28,28] in [0,1], targets i64 [N]
+    auto train_set = data::load_fashion_mnist(dir, true), test_set = data::load_fashion_mnist(dir, false);
+    Tensor xtr = train_set->inputs(), ytr = train_set->targets();
+    Tensor xte = test_set->inputs(), yte = test_set->targets();
     std::printf("Fashion-MNIST: train %s, test %s, %d threads\n", shape_str(xtr.shape()).c_str(),
                 shape_str(xte.shape()).c_str(), get_num_threads());
 
