@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "error_of.h"
 #include "mox/data/datasets/cifar.h"
 #include "mox/mox.h"
 
@@ -27,15 +28,6 @@ void add_record(std::vector<uint8_t>& out, uint8_t label) {
   for (int c = 0; c < 3; c++)
     for (int h = 0; h < 32; h++)
       for (int w = 0; w < 32; w++) out.push_back(uint8_t(label + 3 * c + 5 * h + 7 * w));
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "error_of.h"
 #include "mox/data/datasets/csv.h"
 #include "mox/mox.h"
 
@@ -24,15 +25,6 @@ std::string write_text(const std::string& name, const std::string& text) {
     std::fclose(f);
   }
   return path;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

