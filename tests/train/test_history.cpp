@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "error_of.h"
 #include "mox/io/file_util.h"
 #include "mox/tensor/error.h"
 #include "mox/train/history.h"
@@ -37,18 +38,6 @@ class TempDir {
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream(path, std::ios::binary) << text;
-}
-
-template <typename F>
-void expect_error(F f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected mox::Error";
-  } catch (const Error& e) {
-    for (const auto& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
-          << "'" << e.what() << "' lacks '" << n << "'";
-  }
 }
 
 History sample() {

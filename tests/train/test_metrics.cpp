@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "error_of.h"
 #include "mox/train/metrics.h"
 
 namespace mox::train {
@@ -15,19 +16,6 @@ namespace {
 Tensor labels(const std::vector<int64_t>& v) { return from_vector(v); }
 Tensor f64(const std::vector<double>& v) { return from_vector(v); }
 Tensor f64(const std::vector<double>& v, const Shape& s) { return from_vector(v, s); }
-
-// Runs f, expects a mox::Error whose message contains every needle.
-template <typename F>
-void expect_error(F f, const std::vector<std::string>& needles) {
-  try {
-    f();
-    ADD_FAILURE() << "expected mox::Error";
-  } catch (const Error& e) {
-    for (const auto& n : needles)
-      EXPECT_NE(std::string(e.what()).find(n), std::string::npos)
-          << "'" << e.what() << "' lacks '" << n << "'";
-  }
-}
 
 void expect_vec_near(const std::vector<double>& got, const std::vector<double>& want,
                      double tol = 1e-12) {

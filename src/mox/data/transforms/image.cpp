@@ -29,6 +29,16 @@ std::string num(double v) {
 // Uniform in [lo, hi].
 double uniform_in(Generator& g, double lo, double hi) { return lo + (hi - lo) * g.uniform(); }
 
+// dst (oh, ow) = src (h, w) shifted: dst[y][x] = src[y + sy][x + sx] where that is inside
+// src; dst must already hold zeros elsewhere. Crops and translations are both this.
+void copy_shifted(const float* src, int64_t h, int64_t w, float* dst, int64_t oh, int64_t ow,
+                  int64_t sy, int64_t sx) {
+  const int64_t x0 = std::max<int64_t>(0, -sx), x1 = std::min(ow, w - sx);
+  if (x0 >= x1) return;
+  for (int64_t y = std::max<int64_t>(0, -sy); y < std::min(oh, h - sy); y++)
+    std::copy(src + (y + sy) * w + x0 + sx, src + (y + sy) * w + x1 + sx, dst + y * ow + x0);
+}
+
 }  // namespace
 
 // ---- Compose ----
@@ -82,16 +92,9 @@ Tensor RandomCrop::apply(const Tensor& batch, Generator& g) const {
   // x (N,C,H,W) -> out (N,C,sh,sw); out[i, y, x] = in[y + top - pad, x + left - pad] or 0
   for (int64_t n = 0; n < N; n++) {
     const int64_t dy = offs[size_t(n)].top - padding_, dx = offs[size_t(n)].left - padding_;
-    const int64_t x0 = std::max<int64_t>(0, -dx), x1 = std::min(size_w_, W - dx);
-    for (int64_t c = 0; c < C; c++) {
-      const float* src = in + (n * C + c) * H * W;
-      float* dst = o + (n * C + c) * size_h_ * size_w_;
-      for (int64_t y = 0; y < size_h_; y++) {
-        const int64_t sy = y + dy;
-        if (sy < 0 || sy >= H || x0 >= x1) continue;
-        std::copy(src + sy * W + x0 + dx, src + sy * W + x1 + dx, dst + y * size_w_ + x0);
-      }
-    }
+    for (int64_t c = 0; c < C; c++)
+      copy_shifted(in + (n * C + c) * H * W, H, W, o + (n * C + c) * size_h_ * size_w_, size_h_,
+                   size_w_, dy, dx);
   }
   return out;
 }
@@ -206,14 +209,8 @@ Tensor RandomTranslation::apply(const Tensor& batch, Generator& g) const {
   // out[y][x] = in[y - dy][x - dx] where inside, else 0
   for (int64_t n = 0; n < N; n++) {
     const int64_t dx = shifts[size_t(n)].dx, dy = shifts[size_t(n)].dy;
-    const int64_t x0 = std::max<int64_t>(0, dx), x1 = std::min(W, W + dx);
-    if (x0 >= x1) continue;
-    for (int64_t c = 0; c < C; c++) {
-      const float* src = in + (n * C + c) * H * W;
-      float* dst = o + (n * C + c) * H * W;
-      for (int64_t y = std::max<int64_t>(0, dy); y < std::min(H, H + dy); y++)
-        std::copy(src + (y - dy) * W + x0 - dx, src + (y - dy) * W + x1 - dx, dst + y * W + x0);
-    }
+    for (int64_t c = 0; c < C; c++)
+      copy_shifted(in + (n * C + c) * H * W, H, W, o + (n * C + c) * H * W, H, W, -dy, -dx);
   }
   return out;
 }
