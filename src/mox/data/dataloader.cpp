@@ -32,9 +32,11 @@ uint64_t splitmix64(uint64_t x) {
 class EpochRun {
  public:
   EpochRun(std::shared_ptr<const Dataset> ds, std::vector<int64_t> order, int64_t batch_size,
-           int64_t num_batches, int64_t prefetch)
+           int64_t num_batches, int64_t prefetch, int64_t epoch, int64_t first_batch,
+           std::function<void(Batch&, int64_t, int64_t)> transform)
       : ds_(std::move(ds)), order_(std::move(order)), bs_(batch_size), nb_(num_batches),
-        cap_(size_t(prefetch)) {
+        cap_(size_t(prefetch)), epoch_(epoch), next_(first_batch), produce_from_(first_batch),
+        transform_(std::move(transform)) {
     if (cap_ > 0 && nb_ > 0) worker_ = std::thread([this] { produce(); });
   }
   ~EpochRun() { stop(); }
@@ -108,11 +110,13 @@ class EpochRun {
 
   Batch make(int64_t b) const {
     int64_t lo = b * bs_, hi = std::min<int64_t>(lo + bs_, int64_t(order_.size()));
-    return ds_->get_batch(std::vector<int64_t>(order_.begin() + lo, order_.begin() + hi));
+    Batch batch = ds_->get_batch(std::vector<int64_t>(order_.begin() + lo, order_.begin() + hi));
+    if (transform_) transform_(batch, epoch_, b);
+    return batch;
   }
 
   void produce() {
-    for (int64_t b = 0; b < nb_; b++) {
+    for (int64_t b = produce_from_; b < nb_; b++) {
       {
         std::lock_guard<std::mutex> lk(mu_);
         if (stop_) return;
@@ -143,8 +147,11 @@ class EpochRun {
   std::vector<int64_t> order_;
   int64_t bs_, nb_;
   size_t cap_;
+  int64_t epoch_;
   // consumer side
   int64_t next_ = 0;
+  int64_t produce_from_ = 0;
+  std::function<void(Batch&, int64_t, int64_t)> transform_;
   Batch cur_;
   bool finished_ = false;
   bool stopped_ = false;
@@ -194,9 +201,18 @@ int64_t DataLoader::num_batches() const {
   return opt_.drop_last ? n / opt_.batch_size : (n + opt_.batch_size - 1) / opt_.batch_size;
 }
 
-void DataLoader::set_epoch(int64_t epoch) {
+void DataLoader::set_epoch(int64_t epoch, int64_t first_batch) {
   MOX_CHECK(epoch >= 0, "DataLoader", "epoch must be >= 0, got " + std::to_string(epoch));
+  MOX_CHECK(first_batch >= 0 && first_batch <= num_batches(), "DataLoader",
+            "first batch " + std::to_string(first_batch) + " outside 0.." +
+                std::to_string(num_batches()));
   epoch_ = epoch;
+  first_batch_ = first_batch;
+}
+
+uint64_t batch_seed(uint64_t seed, int64_t epoch, int64_t batch) {
+  return splitmix64(splitmix64(seed ^ 0xa5a5a5a5a5a5a5a5ull) ^ splitmix64(uint64_t(epoch)) ^
+                    splitmix64(splitmix64(uint64_t(batch)) + 0x632be59bd9b4e019ull));
 }
 
 std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
@@ -213,8 +229,10 @@ std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
 
 DataLoader::Iterator DataLoader::begin() {
   auto run = std::make_shared<EpochRun>(dataset_, epoch_order(epoch_), opt_.batch_size,
-                                        num_batches(), opt_.prefetch);
+                                        num_batches(), opt_.prefetch, epoch_, first_batch_,
+                                        opt_.transform);
   epoch_++;
+  first_batch_ = 0;
   current_ = run;
   run->advance();
   return Iterator(run);

@@ -6,6 +6,7 @@
 // prepares up to `prefetch` batches ahead; abandoning the loop (break, exception) or
 // destroying the loader stops it and joins it.
 #include <cstdint>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <vector>
@@ -20,7 +21,15 @@ struct DataLoaderOptions {
   uint64_t seed = 0;
   bool drop_last = false;  // drop the last batch when it is smaller than batch_size
   int64_t prefetch = 2;    // batches prepared ahead on a background thread; 0 = synchronous
+  // Runs on each batch where it is prepared (the prefetch thread when prefetching), with
+  // the epoch and the batch's index in it: training-time augmentation. It must not touch
+  // shared state; draw randomness from Generator(batch_seed(seed, epoch, batch)).
+  std::function<void(Batch&, int64_t epoch, int64_t batch)> transform;
 };
+
+// A seed for batch `batch` of epoch `epoch`, unrelated to its neighbours' seeds: per-batch
+// randomness that does not depend on prefetching or on where a run was resumed.
+uint64_t batch_seed(uint64_t seed, int64_t epoch, int64_t batch);
 
 class EpochRun;  // one pass over the data (dataloader.cpp)
 
@@ -67,7 +76,8 @@ class DataLoader {
 
   // The epoch the next begin() runs: the loader's whole RNG state, for checkpoints.
   int64_t epoch() const { return epoch_; }
-  void set_epoch(int64_t epoch);
+  // Resuming mid-epoch: the next begin() runs `epoch` from batch `first_batch` on.
+  void set_epoch(int64_t epoch, int64_t first_batch = 0);
   // The example order of an epoch (identity when not shuffling).
   std::vector<int64_t> epoch_order(int64_t epoch) const;
 
@@ -75,6 +85,7 @@ class DataLoader {
   std::shared_ptr<const Dataset> dataset_;
   DataLoaderOptions opt_;
   int64_t epoch_ = 0;
+  int64_t first_batch_ = 0;
   std::weak_ptr<EpochRun> current_;  // stopped when the loader goes away
 };
 

@@ -272,7 +272,7 @@ ModelConfig read_model(const ConfigTable& root, const std::string& file) {
 }  // namespace
 
 const std::vector<std::string>& config_sections() {
-  static const std::vector<std::string> s = {"model", "data", "train", "optimizer", "scheduler"};
+  static const std::vector<std::string> s = {"model", "data", "train", "optimizer", "scheduler", "callbacks"};
   return s;
 }
 
@@ -289,6 +289,7 @@ Config parse_config(const std::string& text, const std::string& file) {
 
   Config c;
   c.path = file;
+  c.text = text;
   c.model = read_model(*root, file);
   struct Section {
     const char* name;
@@ -297,7 +298,8 @@ Config parse_config(const std::string& text, const std::string& file) {
   };
   for (Section s : {Section{"data", &c.data, &c.has_data}, Section{"train", &c.train, &c.has_train},
                     Section{"optimizer", &c.optimizer, &c.has_optimizer},
-                    Section{"scheduler", &c.scheduler, &c.has_scheduler}}) {
+                    Section{"scheduler", &c.scheduler, &c.has_scheduler},
+                    Section{"callbacks", &c.callbacks, &c.has_callbacks}}) {
     const ConfigValue* v = root->find(s.name);
     if (!v) {
       *s.table = ConfigTable(file, s.name);
@@ -312,5 +314,113 @@ Config parse_config(const std::string& text, const std::string& file) {
 }
 
 Config load_config(const std::string& path) { return parse_config(read_file(path), path); }
+
+namespace {
+
+// One step of an override's key: a table key, optionally followed by [index]es.
+struct KeyStep {
+  std::string key;
+  std::vector<int64_t> indices;
+};
+
+std::vector<KeyStep> parse_key_path(const std::string& path, const std::string& where) {
+  std::vector<KeyStep> steps;
+  size_t i = 0;
+  while (i < path.size()) {
+    KeyStep st;
+    while (i < path.size() && path[i] != '.' && path[i] != '[') st.key += path[i++];
+    if (st.key.empty()) throw Error(where, "empty key in \"" + path + "\"");
+    while (i < path.size() && path[i] == '[') {
+      size_t close = path.find(']', i);
+      if (close == std::string::npos) throw Error(where, "unclosed [ in \"" + path + "\"");
+      std::string num = path.substr(i + 1, close - i - 1);
+      if (num.empty() || num.find_first_not_of("0123456789") != std::string::npos)
+        throw Error(where, "index \"" + num + "\" is not a non-negative integer");
+      st.indices.push_back(std::stoll(num));
+      i = close + 1;
+    }
+    steps.push_back(st);
+    if (i < path.size()) {
+      if (path[i] != '.') throw Error(where, "expected '.' after ] in \"" + path + "\"");
+      i++;
+      if (i == path.size()) throw Error(where, "key ends with '.'");
+    }
+  }
+  if (steps.empty()) throw Error(where, "empty key");
+  return steps;
+}
+
+// Calls f with the value as a TOML node: the text parsed as TOML ("3", "[1, 2]", "{a = 1}",
+// "\"x\"", "true"), or else as a plain string.
+template <typename F>
+void with_override_value(const std::string& value, F&& f) {
+  toml::table t;
+  try {
+    t = toml::parse("v = " + value);
+  } catch (const toml::parse_error&) {
+    f(toml::value<std::string>(value));
+    return;
+  }
+  t.get("v")->visit([&](auto&& x) { f(x); });
+}
+
+}  // namespace
+
+std::string apply_overrides(const std::string& text, const std::string& file,
+                            const std::vector<std::string>& overrides) {
+  if (overrides.empty()) return text;
+  toml::table doc;
+  try {
+    doc = toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    const auto& b = e.source().begin;
+    throw Error(file + ":" + std::to_string(b.line) + ":" + std::to_string(b.column),
+                "invalid TOML: " + std::string(e.description()));
+  }
+  for (const std::string& o : overrides) {
+    const std::string where = "--set " + o;
+    size_t eq = o.find('=');
+    if (eq == std::string::npos || eq == 0) throw Error(where, "expected key=value");
+    std::string key = o.substr(0, eq), value = o.substr(eq + 1);
+    while (!key.empty() && key.back() == ' ') key.pop_back();
+    while (!value.empty() && value.front() == ' ') value.erase(value.begin());
+    std::vector<KeyStep> steps = parse_key_path(key, where);
+    toml::table* tbl = &doc;
+    for (size_t s = 0; s < steps.size(); s++) {
+      const KeyStep& st = steps[s];
+      const bool last = s + 1 == steps.size();
+      if (last && st.indices.empty()) {
+        with_override_value(value, [&](const auto& v) { tbl->insert_or_assign(st.key, v); });
+        break;
+      }
+      toml::node* node = tbl->get(st.key);
+      if (!node) {
+        if (!st.indices.empty()) throw Error(where, "\"" + st.key + "\" is not in the config, so it cannot be indexed");
+        tbl->insert_or_assign(st.key, toml::table{});
+        node = tbl->get(st.key);
+      }
+      for (size_t k = 0; k < st.indices.size(); k++) {
+        auto* arr = node->as_array();
+        if (!arr) throw Error(where, "\"" + st.key + "\" is not an array");
+        int64_t idx = st.indices[k];
+        if (idx >= int64_t(arr->size()))
+          throw Error(where, "index " + std::to_string(idx) + " is past the end of \"" + st.key + "\" (" +
+                                 std::to_string(arr->size()) + " elements)");
+        if (last && k + 1 == st.indices.size()) {
+          with_override_value(value, [&](const auto& v) { arr->replace(arr->cbegin() + idx, v); });
+          node = nullptr;
+          break;
+        }
+        node = arr->get(size_t(idx));
+      }
+      if (!node) break;
+      tbl = node->as_table();
+      if (!tbl) throw Error(where, "\"" + st.key + "\" is not a table");
+    }
+  }
+  std::ostringstream os;
+  os << doc << "\n";
+  return os.str();
+}
 
 }  // namespace mox::io

@@ -131,8 +131,10 @@ struct Config {
   std::string path;
   ModelConfig model;
   // The tables other commands read; empty tables (path set) when absent from the file.
-  ConfigTable data, train, optimizer, scheduler;
-  bool has_data = false, has_train = false, has_optimizer = false, has_scheduler = false;
+  ConfigTable data, train, optimizer, scheduler, callbacks;
+  bool has_data = false, has_train = false, has_optimizer = false, has_scheduler = false,
+       has_callbacks = false;
+  std::string text;  // the TOML text the config was parsed from
 };
 
 // The top-level tables a config may hold; anything else is rejected as a likely typo.
@@ -143,5 +145,14 @@ const std::vector<std::string>& config_sections();
 Config parse_config(const std::string& text, const std::string& file);
 // Reads and parses a file.
 Config load_config(const std::string& path);
+
+// Applies command-line overrides "dotted.key=value" (`train.epochs=3`,
+// `model.layers[1].units=64`, `optimizer.betas=[0.9, 0.98]`) to TOML text and returns the
+// new text. The value is read as a TOML value (number, boolean, array, inline table,
+// quoted string); anything else is taken as a plain string (`data.dataset=csv`). Missing
+// tables on the way are created; indexing past an array's end or into a non-table is an
+// error naming the override.
+std::string apply_overrides(const std::string& text, const std::string& file,
+                            const std::vector<std::string>& overrides);
 
 }  // namespace mox::io
