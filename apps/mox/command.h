@@ -14,5 +14,9 @@ struct Command {
 };
 
 Command add_summary_command(CLI::App& parent);
+Command add_train_command(CLI::App& parent);
+Command add_cv_command(CLI::App& parent);
+Command add_eval_command(CLI::App& parent);
+Command add_predict_command(CLI::App& parent);
 
 }  // namespace mox::cli

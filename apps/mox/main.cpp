@@ -33,7 +33,10 @@ int main(int argc, char** argv) {
   // At most one command; "none given" is reported after parsing, so that an unknown
   // option is named as such rather than hidden behind "a subcommand is required".
   app.require_subcommand(0, 1);
-  std::vector<mox::cli::Command> commands = {mox::cli::add_summary_command(app)};
+  std::vector<mox::cli::Command> commands = {
+      mox::cli::add_train_command(app), mox::cli::add_eval_command(app),
+      mox::cli::add_predict_command(app), mox::cli::add_cv_command(app),
+      mox::cli::add_summary_command(app)};
 
   try {
     app.parse(argc, argv);

@@ -64,11 +64,11 @@ INSTANTIATE_TEST_SUITE_P(
                      " 11 (Linear)                 (None, 10)                650"}},
         // Embedding(10000,32), RNN(32,32) (PyTorch: two bias vectors), Linear(32,1)
         ExampleCase{"rnn.toml", "322,145 (1.23 MB)",
-                    {" 1 (RNN)                     (None, 500, 32)           2112",
+                    {" 1 (RNN)                     (None, 64, 32)            2112",
                      " 2 (LastTimeStep)            (None, 32) ", "(Sigmoid)"}},
-        // Embedding(10000,16), Linear(16,16), Linear(16,1)
-        ExampleCase{"gap.toml", "160,289 (0.61 MB)",
-                    {" 1 (GlobalAveragePooling1D)  (None, 16) ", "(None, 256, 16)"}}));
+        // Embedding(10000,16), Linear(16,16), Linear(16,6) Softmax
+        ExampleCase{"gap.toml", "160,374 (0.61 MB)",
+                    {" 1 (GlobalAveragePooling1D)  (None, 16) ", "(None, 64, 16)", "(Softmax)"}}));
 
 TEST(Cli, Version) {
   CliResult r = run_cli({"--version"});

@@ -131,3 +131,22 @@ TEST(Csv, Errors) {
   std::string missing = tmp("missing.csv");
   EXPECT_NE(error_of([&] { data::load_csv(missing); }).find(missing + ": cannot open"), std::string::npos);
 }
+
+TEST(Csv, SelectedFeatureColumnsSkipTextColumns) {
+  std::string path = write_text("weather.csv",
+                                "date,precipitation,temp_max,temp_min,wind,weather\n"
+                                "2012/01/01,0.0,12.8,5.0,4.7,drizzle\n"
+                                "2012/01/02,10.9,10.6,2.8,4.5,rain\n");
+  mox::data::CsvOptions o;
+  o.label_column = "temp_max";
+  o.task = mox::data::CsvOptions::Task::Regression;
+  o.features = {"temp_min", "precipitation", "wind"};
+  auto t = mox::data::load_csv(path, o);
+  EXPECT_EQ(t.feature_names, (std::vector<std::string>{"temp_min", "precipitation", "wind"}));
+  EXPECT_EQ(t.dataset->inputs().to_vector<float>(), (std::vector<float>{5.0f, 0.0f, 4.7f, 2.8f, 10.9f, 4.5f}));
+  EXPECT_EQ(t.dataset->targets().to_vector<float>(), (std::vector<float>{12.8f, 10.6f}));
+  o.features = {"temp_min", "humidity"};
+  expect_error([&] { mox::data::load_csv(path, o); }, {"weather.csv", "no feature column named 'humidity'"});
+  o.features = {"temp_max"};
+  expect_error([&] { mox::data::load_csv(path, o); }, {"is the label"});
+}

@@ -263,6 +263,16 @@ std::string heatmap_impl(const std::string& title, const std::vector<std::string
   return out;
 }
 
+// Ticks at every whole number covering [lo, hi] (a single value gets one on each side).
+Ticks integer_ticks(double lo, double hi) {
+  double a = std::floor(lo), b = std::ceil(hi);
+  if (b <= a) { a -= 1; b += 1; }
+  Ticks t;
+  t.step = 1;
+  for (double v = a; v <= b + 0.5; v += 1) t.values.push_back(v);
+  return t;
+}
+
 }  // namespace
 
 std::string xml_escape(const std::string& s) {
@@ -364,7 +374,8 @@ std::string line_chart(const std::string& title, const std::string& x_label,
   Plot p;
   p.x.p0 = left; p.x.p1 = W - right;
   p.y.p0 = H - bottom; p.y.p1 = top;
-  const Ticks xt = nice_ticks(xmin, xmax, std::max(2, static_cast<int>((p.x.p1 - p.x.p0) / 80)));
+  Ticks xt = nice_ticks(xmin, xmax, std::max(2, static_cast<int>((p.x.p1 - p.x.p0) / 80)));
+  if (options.integer_x && xt.step < 1) xt = integer_ticks(xmin, xmax);
   const Ticks yt = log_y ? log_ticks(ymin, ymax)
                          : nice_ticks(ymin, ymax, std::max(2, static_cast<int>((p.y.p0 - p.y.p1) / 50)));
   p.x.lo = xt.values.front(); p.x.hi = xt.values.back();
@@ -510,6 +521,72 @@ std::string bar_chart(const std::string& title, const std::vector<std::string>& 
   }
   if (lo < 0) line(out, p.left(), y0, p.right(), y0, "#333333");
   draw_legend(out, p.right() + 12, p.top() + 10, names, true);
+  rotated_text(out, 16, (p.top() + p.bottom()) / 2, -90, y_label, "middle");
+  out += "</svg>\n";
+  return out;
+}
+
+std::string scatter_chart(const std::string& title, const std::string& x_label,
+                          const std::string& y_label, const std::vector<Series>& series,
+                          bool identity_line, const ChartOptions& options) {
+  check_size("scatter_chart", options.width, options.height);
+  check_series("scatter_chart", series);
+  const bool log_y = options.log_y && !identity_line;
+  double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
+  for (const auto& s : series)
+    for (size_t i = 0; i < s.x.size(); ++i)
+      if (drawable(s.x[i], s.y[i], log_y)) {
+        xmin = std::min(xmin, s.x[i]); xmax = std::max(xmax, s.x[i]);
+        ymin = std::min(ymin, s.y[i]); ymax = std::max(ymax, s.y[i]);
+      }
+  if (!(xmin <= xmax)) { xmin = 0; xmax = 1; }
+  if (!(ymin <= ymax)) { ymin = log_y ? 1 : 0; ymax = log_y ? 10 : 1; }
+  if (identity_line) {
+    xmin = ymin = std::min(xmin, ymin);
+    xmax = ymax = std::max(xmax, ymax);
+  }
+
+  std::vector<std::string> names;
+  for (const auto& s : series) names.push_back(s.name);
+  const double W = options.width, H = options.height;
+  const double left = 70, right = legend_width(names), top = 36, bottom = 48;
+  double pw = W - left - right, ph = H - top - bottom;
+  MOX_CHECK(pw >= 60, "scatter_chart",
+            "width " + std::to_string(options.width) + " leaves no room for the plot beside the legend");
+  if (identity_line) pw = ph = std::min(pw, ph);
+
+  Plot p;
+  p.x.p0 = left; p.x.p1 = left + pw;
+  p.y.p0 = top + ph; p.y.p1 = top;
+  // Denser ticks than line charts: a shared range padded out to a coarse step would leave
+  // much of a predicted-vs-true plot empty.
+  const Ticks xt = nice_ticks(xmin, xmax, std::max(2, static_cast<int>(pw / 50)));
+  const Ticks yt = identity_line ? xt
+                   : log_y       ? log_ticks(ymin, ymax)
+                                 : nice_ticks(ymin, ymax, std::max(2, static_cast<int>(ph / 50)));
+  p.x.lo = xt.values.front(); p.x.hi = xt.values.back();
+  p.y.lo = yt.values.front(); p.y.hi = yt.values.back();
+  p.y.log = log_y;
+
+  std::string out;
+  open_svg(out, W, H);
+  title_text(out, W, title);
+  draw_grid(out, p, &xt, yt);
+  if (identity_line)
+    line(out, p.x.map(p.x.lo), p.y.map(p.y.lo), p.x.map(p.x.hi), p.y.map(p.y.hi), "#666666",
+         "stroke-dasharray=\"5,4\" class=\"identity\"");
+  for (size_t k = 0; k < series.size(); ++k) {
+    const Series& s = series[k];
+    out += "<g class=\"points\" fill=\"" + std::string(colour(k)) +
+           "\" fill-opacity=\"0.55\"><title>" + xml_escape(s.name) + "</title>\n";
+    for (size_t i = 0; i < s.x.size(); ++i)
+      if (drawable(s.x[i], s.y[i], log_y))
+        out += "<circle cx=\"" + num(p.x.map(s.x[i])) + "\" cy=\"" + num(p.y.map(s.y[i])) +
+               "\" r=\"2.5\"/>\n";
+    out += "</g>\n";
+  }
+  draw_legend(out, p.right() + 12, p.top() + 10, names, true);
+  text(out, (p.left() + p.right()) / 2, p.bottom() + 38, x_label);
   rotated_text(out, 16, (p.top() + p.bottom()) / 2, -90, y_label, "middle");
   out += "</svg>\n";
   return out;

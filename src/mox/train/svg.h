@@ -8,6 +8,7 @@
 //   heatmap     confusion matrix (rows = true class, columns = predicted class)
 //   roc_chart   ROC curves on the unit square with the chance diagonal
 //   bar_chart   grouped bars per category (precision / recall / F1 per class)
+//   scatter_chart  points per series (predicted vs true for regression, with a y = x line)
 //
 // Non-finite points are left out and break a curve in two, so a missing epoch (NaN from
 // History::values) shows as a gap instead of a line drawn through it.
@@ -33,6 +34,7 @@ struct ChartOptions {
   int width = 640;
   int height = 400;
   bool log_y = false;  // log10 y axis (learning rates); points with y <= 0 are left out
+  bool integer_x = false;  // x ticks at whole numbers only (epochs): never "1.5"
 };
 
 // Axis ticks at multiples of a "nice" step (1, 2 or 5 times a power of ten) covering
@@ -80,5 +82,12 @@ std::string roc_chart(const std::string& title, const std::vector<Series>& curve
 std::string bar_chart(const std::string& title, const std::vector<std::string>& categories,
                       const std::string& y_label, const std::vector<BarSeries>& series,
                       const ChartOptions& options = {});
+
+// Points as small translucent circles (r = 2.5), one colour per series, non-finite points
+// left out. With `identity_line` both axes share one range and a dashed y = x line (class
+// "identity") is drawn across a square plot: points on it are perfect predictions.
+std::string scatter_chart(const std::string& title, const std::string& x_label,
+                          const std::string& y_label, const std::vector<Series>& series,
+                          bool identity_line = false, const ChartOptions& options = {});
 
 }  // namespace mox::train

@@ -151,11 +151,31 @@ CsvTable load_csv(const std::string& path, const CsvOptions& opt) {
   if (ncols < 2) throw Error(path, "needs at least one feature column and a label column, found " + std::to_string(ncols) + " column");
   const size_t label = label_column(opt, table.columns, path);
   table.label_name = table.columns[label];
-  for (size_t c = 0; c < ncols; c++)
-    if (c != label) table.feature_names.push_back(table.columns[c]);
+  // The feature columns, in input order.
+  std::vector<size_t> feature_cols;
+  if (opt.features.empty()) {
+    for (size_t c = 0; c < ncols; c++)
+      if (c != label) feature_cols.push_back(c);
+  } else {
+    if (!opt.header) throw Error(path, "feature columns given by name, but the file has no header");
+    for (const std::string& f : opt.features) {
+      auto it = std::find(table.columns.begin(), table.columns.end(), f);
+      if (it == table.columns.end()) {
+        std::string names;
+        for (const auto& c : table.columns) names += (names.empty() ? "" : ", ") + c;
+        throw Error(path, "no feature column named " + quoted(f) + " (columns: " + names + ")");
+      }
+      size_t c = size_t(it - table.columns.begin());
+      if (c == label) throw Error(path, "column " + quoted(f) + " is the label, it cannot also be a feature");
+      if (std::find(feature_cols.begin(), feature_cols.end(), c) != feature_cols.end())
+        throw Error(path, "feature column " + quoted(f) + " listed twice");
+      feature_cols.push_back(c);
+    }
+  }
+  for (size_t c : feature_cols) table.feature_names.push_back(table.columns[c]);
 
   // rows (N, ncols) text -> features (N, F) f32, labels as text until the classes are known
-  const int64_t N = int64_t(records.size() - body), F = int64_t(ncols - 1);
+  const int64_t N = int64_t(records.size() - body), F = int64_t(feature_cols.size());
   Tensor inputs = empty({N, F}, DType::F32);
   float* x = inputs.data<float>();
   std::vector<std::string> labels(static_cast<size_t>(N));
@@ -165,13 +185,12 @@ CsvTable load_csv(const std::string& path, const CsvOptions& opt) {
       throw Error(where(path, rec.line), "expected " + std::to_string(ncols) + " fields (as on line " +
                                              std::to_string(first_line) + "), found " + std::to_string(rec.fields.size()));
     float* row = x + r * F;
-    for (size_t c = 0, f = 0; c < ncols; c++) {
-      if (c == label) continue;
+    for (size_t f = 0; f < feature_cols.size(); f++) {
+      const size_t c = feature_cols[f];
       if (!parse_float(rec.fields[c], &row[f]))
         throw Error(where(path, rec.line), "column " + quoted(table.columns[c]) + ": " +
                                                (trim(rec.fields[c]).empty() ? std::string("empty feature value")
                                                                             : "non-numeric feature value " + quoted(rec.fields[c])));
-      f++;
     }
     labels[size_t(r)] = std::string(trim(rec.fields[label]));
   }

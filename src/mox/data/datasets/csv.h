@@ -17,6 +17,9 @@ struct CsvOptions {
   bool header = true;         // the first row names the columns
   std::string label_column;   // the label's name in the header; empty: use label_index
   int64_t label_index = -1;   // the label's column index; negative counts from the end
+  // The feature columns by header name, in this order; empty: every column but the label.
+  // Columns that are neither features nor the label are skipped (they may hold text).
+  std::vector<std::string> features;
   // Classification: labels (class names or integers) are mapped to 0..K-1 in sorted order
   // (numeric order when all are integers), targets i64 [N]. Regression: targets f32 [N, 1].
   Task task = Task::Classification;
