@@ -179,6 +179,8 @@ TEST(TrainCliText, BinaryFortunesAndPredictFromLines) {
   json s = json::parse(slurp(d + "/summary.json"));
   EXPECT_EQ(s["classes"], json({"computers", "politics"}));
   EXPECT_TRUE(s["test"].contains("auc"));
+  EXPECT_EQ(s["baseline"]["majority_class"], "computers");  // 1050 computers vs 703 politics fortunes
+  EXPECT_NEAR(s["baseline"]["accuracy"].get<double>(), 1050.0 / 1753, 0.01);
   std::ofstream(d + "/lines.txt") << "The kernel panicked and the compiler crashed.\n\nVote for the senator.\n";
   auto p = run_cli({"predict", "--model", d, d + "/lines.txt", "--format", "json"});
   ASSERT_EQ(p.code, 0) << p.err;

@@ -383,7 +383,7 @@ TEST(Pipeline, TextFolderImdbLayoutVocabFromTrain) {
   write_text(root + "/test/neg/0_2.txt", "Bad zebra!");
   write_text(root + "/test/pos/0_8.txt", "great, GREAT movie.");
   auto c = data_config("dataset = \"text-folder\"\npath = " + q(root) +
-                       "\n[data.text]\nsequence_length = 5\nmax_tokens = 50\n");
+                       "\n[data.text]\nsequence_length = 5\nmax_tokens = 50\npadding = \"post\"\n");
   DataBundle b = load_data(c.data());
   EXPECT_EQ(b.class_names, (std::vector<std::string>{"neg", "pos"}));
   EXPECT_EQ(b.train->size(), 8);
@@ -433,7 +433,7 @@ TEST(Pipeline, TextTsvWithTestFile) {
   EXPECT_EQ(b.train->size(), 4);
   Batch t = whole(*b.test);
   EXPECT_EQ(t.target.to_vector<int64_t>(), (std::vector<int64_t>{1}));  // "pos" is test class 0, train class 1
-  EXPECT_EQ(t.input.to_vector<int64_t>(), (std::vector<int64_t>{b.preprocess.vocab->id("good"), 0, 0}));
+  EXPECT_EQ(t.input.to_vector<int64_t>(), (std::vector<int64_t>{0, 0, b.preprocess.vocab->id("good")}));  // padded at the front by default
 }
 
 TEST(Pipeline, FortunesFiles) {
@@ -514,7 +514,7 @@ TEST(Pipeline, SentenceReorderingFromRawText) {
   const std::string dir = fresh_dir("reorder");
   write_text(dir + "/t.tsv", "text\tlabel\nOne two. Three four! Five.\tx\nsix seven.\ty\n");
   auto c = data_config("dataset = \"text-tsv\"\npath = " + q(dir + "/t.tsv") +
-                       "\ntest_split = 0\n[data.text]\nsequence_length = 4\n[data.augment]\nsentence_reordering = true\n");
+                       "\ntest_split = 0\n[data.text]\nsequence_length = 4\npadding = \"post\"\n[data.augment]\nsentence_reordering = true\n");
   DataBundle b = load_data(c.data());
   ASSERT_TRUE(bool(b.augment));
   EXPECT_EQ(b.augment_description, "SentenceReordering()");

@@ -39,6 +39,7 @@ Preprocessor text_pre() {
   p.kind = Preprocessor::Kind::Text;
   p.vocab = std::make_shared<Vocab>(Vocab::build({{"hello", "world", "hello"}, {"second"}}));
   p.sequence_length = 4;
+  p.padding = Vocab::Padding::Post;
   p.input_shape = {4};
   p.class_names = {"neg", "pos"};
   return p;

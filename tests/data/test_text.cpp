@@ -204,3 +204,16 @@ TEST(TextData, RealDebianFortunes) {
   auto ds = make_text_dataset(c.texts, c.labels, v, 32);
   EXPECT_EQ(ds->size(), int64_t(c.texts.size()));
 }
+
+TEST(Vocab, PrePaddingKeepsTheEndOfTheText) {
+  Vocab v = Vocab::build({{"a", "b", "c", "d"}});
+  const int64_t a = v.id("a"), b = v.id("b"), c = v.id("c"), d = v.id("d");
+  using P = Vocab::Padding;
+  EXPECT_EQ(v.encode({"a", "b"}, 4, P::Pre), (std::vector<int64_t>{0, 0, a, b}));
+  EXPECT_EQ(v.encode({"a", "b"}, 4, P::Post), (std::vector<int64_t>{a, b, 0, 0}));
+  EXPECT_EQ(v.encode({"a", "b", "c", "d"}, 2, P::Pre), (std::vector<int64_t>{c, d}));
+  EXPECT_EQ(v.encode({"a", "b", "c", "d"}, 2, P::Post), (std::vector<int64_t>{a, b}));
+  EXPECT_EQ(v.encode({"a", "zz"}, 3, P::Pre), (std::vector<int64_t>{0, a, Vocab::kOov}));
+  auto ds = make_text_dataset({"c d", "a b c d"}, {0, 1}, v, 3, P::Pre);
+  EXPECT_EQ(ds->inputs().to_vector<int64_t>(), (std::vector<int64_t>{0, c, d, b, c, d}));
+}

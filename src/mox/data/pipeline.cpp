@@ -475,11 +475,15 @@ DataBundle load_data(const ConfigTable& data, const PipelineOptions& options) {
   if (text && norm.mode != NormSpec::Mode::None)
     throw data.value_error(norm.value, "text data takes no normalisation (\"none\"), got " + norm.value.describe());
   int64_t max_tokens = 10000, min_frequency = 1, length = 100;
+  Vocab::Padding padding = Vocab::Padding::Pre;
   if (text && data.has("text")) {
     const ConfigTable& t = data.get_table("text");
     max_tokens = positive_int(t, "max_tokens", max_tokens, 3);
     min_frequency = positive_int(t, "min_frequency", min_frequency, 1);
     length = positive_int(t, "sequence_length", length, 1);
+    const std::string pad = t.get_string("padding", "pre");
+    if (pad != "pre" && pad != "post") throw t.error("padding", "expected \"pre\" or \"post\", got \"" + pad + "\"");
+    padding = pad == "pre" ? Vocab::Padding::Pre : Vocab::Padding::Post;
     t.check_no_unknown_keys("text preprocessing");
   }
   ImageAugmentSpec image_aug;
@@ -548,16 +552,17 @@ DataBundle load_data(const ConfigTable& data, const PipelineOptions& options) {
     tokens.reserve(sp.train.size());
     for (int64_t i : sp.train) tokens.push_back(tokenize(raw.texts[size_t(i)]));
     auto vocab = std::make_shared<Vocab>(Vocab::build(tokens, {.min_frequency = min_frequency, .max_size = max_tokens}));
-    auto ds = make_text_dataset(raw.texts, raw.labels, *vocab, length);
+    auto ds = make_text_dataset(raw.texts, raw.labels, *vocab, length, padding);
     x = ds->inputs();
     y = ds->targets();
     if (plan.has_test) {
-      auto ts = make_text_dataset(raw.test_texts, raw.test_labels, *vocab, length);
+      auto ts = make_text_dataset(raw.test_texts, raw.test_labels, *vocab, length, padding);
       tx = ts->inputs();
       ty = ts->targets();
     }
     pre.vocab = vocab;
     pre.sequence_length = length;
+    pre.padding = padding;
     pre.input_shape = {length};
     if (text_aug.sentence_reordering) {
       for (int64_t i : sp.train) train_texts.push_back(raw.texts[size_t(i)]);
@@ -630,7 +635,7 @@ DataBundle load_data(const ConfigTable& data, const PipelineOptions& options) {
   // ---- augmentation
   Augmentation aug;
   if (plan.kind == Kind::Image) aug = build_image_augment(image_aug, pre.input_shape, pre.mean, pre.std);
-  else if (text) aug = build_text_augment(text_aug, pre.vocab, length, train_texts, train_ids);
+  else if (text) aug = build_text_augment(text_aug, pre.vocab, length, padding, train_texts, train_ids);
   b.augment = std::move(aug.fn);
   b.augment_description = std::move(aug.description);
   return b;

@@ -15,7 +15,8 @@
 //                               # training split) | {mean = [...], std = [...]} (fixed)
 //   one_hot = false             # targets f32 [N, C] instead of i64 [N]
 //   [data.text]                 # text sets: lowercase tokenizer, vocabulary, padding
-//   max_tokens = 10000, min_frequency = 1, sequence_length = 100
+//   max_tokens = 10000, min_frequency = 1, sequence_length = 100,
+//   padding = "pre"             # pad/cut at the front (Keras pad_sequences) or "post"
 //   [data.augment]              # applied on the fly to training batches only
 //   random_crop = {padding = 2}, horizontal_flip = 0.5, rotation = 10, translation = 0.1,
 //   brightness = 0.2, contrast = 0.2, cutout = {size = 8, p = 0.5},
@@ -99,6 +100,7 @@ struct Preprocessor {
   // Text: tokenizer + vocabulary + fixed length.
   std::shared_ptr<Vocab> vocab;
   int64_t sequence_length = 0;
+  Vocab::Padding padding = Vocab::Padding::Pre;  // [data.text] padding = "pre" | "post"
   // Tables: feature column names in input order (predict reads CSV rows by these names).
   std::vector<std::string> feature_names;
   // What the targets mean, so that predict can name classes without the data set.

@@ -18,6 +18,7 @@
 #include "mox/ops/ops.h"
 #include "mox/optim/optim.h"
 #include "mox/tensor/generator.h"
+#include "mox/train/metrics.h"
 #include "mox/train/report.h"
 
 namespace mox::train {
@@ -359,6 +360,25 @@ TrainResult run_train(const TrainOptions& o) {
     sj["val"] = metrics_json(r.metrics);
     splits.push_back(split_outputs("val", r));
   }
+  // The majority-class baseline on the test split (what a model must clearly beat).
+  if (e.data.task == data::Task::Classification && e.data.test && e.data.num_classes >= 2) {
+    auto labels_of = [](const data::Dataset& d) {
+      std::vector<int64_t> idx(static_cast<size_t>(d.size()));
+      for (int64_t i = 0; i < d.size(); i++) idx[size_t(i)] = i;
+      Tensor t = d.get_batch(idx).target;
+      if (is_floating(t.dtype())) t = argmax(t, 1);
+      return t.reshape({t.numel()}).to(DType::I64);
+    };
+    std::vector<int64_t> counts(size_t(e.data.num_classes), 0);
+    for (int64_t y : labels_of(*e.data.train).to_vector<int64_t>()) counts[size_t(y)]++;
+    int64_t major = int64_t(std::max_element(counts.begin(), counts.end()) - counts.begin());
+    Tensor test_labels = labels_of(*e.data.test);
+    Tensor constant = full({test_labels.numel()}, double(major), DType::I64);
+    ClassificationReport rep = classification_report(constant, test_labels, e.data.num_classes);
+    sj["baseline"] = {{"majority_class", e.data.class_names.empty() ? std::to_string(major) : e.data.class_names[size_t(major)]},
+                      {"accuracy", rep.accuracy},
+                      {"macro_f1", rep.macro.f1}};
+  }
   json trj = json::object();
   for (const auto& k : history.keys())
     if (k.rfind("val_", 0) != 0 && k != "lr" && history.epochs() > 0) trj[k] = history.last(k);
@@ -406,6 +426,13 @@ TrainResult run_train(const TrainOptions& o) {
               {"steps", std::to_string(e.trainer->global_step())},
               {"mox", MOX_VERSION}};
   if (e.data.augment) ri.facts.emplace_back("augmentation", e.data.augment_description);
+  if (sj.contains("baseline")) {
+    char b[160];
+    std::snprintf(b, sizeof b, "always \"%s\": accuracy %.4f, macro-F1 %.4f",
+                  sj["baseline"]["majority_class"].get<std::string>().c_str(),
+                  sj["baseline"]["accuracy"].get<double>(), sj["baseline"]["macro_f1"].get<double>());
+    ri.facts.emplace_back("majority baseline (test)", b);
+  }
   write_report((fs::path(run_dir) / "report.html").string(), ri);
 
   if (log) {

@@ -146,7 +146,8 @@ TextCorpus load_fortunes(const std::string& dir, const std::vector<std::string>&
 
 std::shared_ptr<TensorDataset> make_text_dataset(const std::vector<std::string>& texts,
                                                  const std::vector<int64_t>& labels,
-                                                 const Vocab& vocab, int64_t length) {
+                                                 const Vocab& vocab, int64_t length,
+                                                 Vocab::Padding padding) {
   MOX_CHECK(texts.size() == labels.size(), "make_text_dataset",
             std::to_string(texts.size()) + " texts but " + std::to_string(labels.size()) +
                 " labels");
@@ -155,7 +156,7 @@ std::shared_ptr<TensorDataset> make_text_dataset(const std::vector<std::string>&
   std::vector<int64_t> ids;
   ids.reserve(size_t(n * length));
   for (const auto& t : texts) {
-    const auto row = vocab.encode(tokenize(t), length);
+    const auto row = vocab.encode(tokenize(t), length, padding);
     ids.insert(ids.end(), row.begin(), row.end());
   }
   return std::make_shared<TensorDataset>(from_vector(ids, Shape{n, length}),

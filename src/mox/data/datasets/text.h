@@ -38,6 +38,7 @@ TextCorpus load_fortunes(const std::string& dir, const std::vector<std::string>&
 // targets i64 [N].
 std::shared_ptr<TensorDataset> make_text_dataset(const std::vector<std::string>& texts,
                                                  const std::vector<int64_t>& labels,
-                                                 const Vocab& vocab, int64_t length);
+                                                 const Vocab& vocab, int64_t length,
+                                                 Vocab::Padding padding = Vocab::Padding::Post);
 
 }  // namespace mox::data

@@ -146,7 +146,8 @@ TextAugmentSpec read_text_augment(const ConfigTable& aug) {
 }
 
 Augmentation build_text_augment(const TextAugmentSpec& s, std::shared_ptr<const Vocab> vocab,
-                                int64_t length, const std::vector<std::string>& train_texts,
+                                int64_t length, Vocab::Padding padding,
+                                const std::vector<std::string>& train_texts,
                                 const Tensor& train_ids) {
   std::vector<TextTransformPtr> ts;
   if (s.replace_p > 0) {
@@ -179,7 +180,7 @@ Augmentation build_text_augment(const TextAugmentSpec& s, std::shared_ptr<const 
     raw_of = std::move(index);
   }
   auto compose = std::make_shared<const TextCompose>(std::move(ts));
-  a.fn = [compose, vocab, length, raw_of](Batch& b, Generator& g) {
+  a.fn = [compose, vocab, length, padding, raw_of](Batch& b, Generator& g) {
     MOX_CHECK(b.input.dim() == 2 && b.input.size(1) == length && b.input.dtype() == DType::I64,
               "data.augment", "text augmentation expects ids i64 [B, " + std::to_string(length) +
                                   "], got " + b.input.desc());
@@ -201,7 +202,7 @@ Augmentation build_text_augment(const TextAugmentSpec& s, std::shared_ptr<const 
         }
       }
       if (!done) tokens = vocab->decode(std::vector<int64_t>(row, row + length));
-      std::vector<int64_t> ids = vocab->encode(compose->apply(tokens, g), length);
+      std::vector<int64_t> ids = vocab->encode(compose->apply(tokens, g), length, padding);
       std::memcpy(y + r * length, ids.data(), size_t(length) * sizeof(int64_t));
     }
     b.input = out;

@@ -50,7 +50,8 @@ TextAugmentSpec read_text_augment(const io::ConfigTable& aug);
 // train_texts[i] is the raw text of row i of train_ids (i64 [N, length]); only kept when
 // sentence_reordering is on.
 Augmentation build_text_augment(const TextAugmentSpec& spec, std::shared_ptr<const Vocab> vocab,
-                                int64_t length, const std::vector<std::string>& train_texts,
+                                int64_t length, Vocab::Padding padding,
+                                const std::vector<std::string>& train_texts,
                                 const Tensor& train_ids);
 
 // A number from a config value (integers accepted), else an error naming it.

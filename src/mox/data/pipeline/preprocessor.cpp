@@ -90,7 +90,7 @@ Tensor Preprocessor::texts(const std::vector<std::string>& raw) const {
   Tensor out = empty({N, L}, DType::I64);
   int64_t* y = out.data<int64_t>();
   for (int64_t i = 0; i < N; i++) {
-    std::vector<int64_t> ids = vocab->encode(tokenize(raw[size_t(i)]), L);
+    std::vector<int64_t> ids = vocab->encode(tokenize(raw[size_t(i)]), L, padding);
     std::copy(ids.begin(), ids.end(), y + i * L);
   }
   return out;
@@ -114,6 +114,7 @@ void Preprocessor::save(const std::string& dir) const {
   if (kind == Kind::Text) {
     MOX_CHECK(vocab != nullptr, dir, "text preprocessor without a vocabulary cannot be saved");
     j["sequence_length"] = sequence_length;
+    j["padding"] = padding == Vocab::Padding::Pre ? "pre" : "post";
     j["vocab"] = "vocab.txt";
     vocab->save((fs::path(dir) / "vocab.txt").string());
   }
@@ -205,6 +206,9 @@ Preprocessor Preprocessor::load(const std::string& dir) {
     if (!L.is_number_integer() || L.get<int64_t>() <= 0) throw bad("sequence_length", "a positive integer");
     p.sequence_length = L.get<int64_t>();
     if (p.input_shape != Shape{p.sequence_length}) throw bad("input_shape", "[sequence_length]");
+    const json& pad = field("padding");
+    if (pad != "pre" && pad != "post") throw bad("padding", "\"pre\" or \"post\"");
+    p.padding = pad == "pre" ? Vocab::Padding::Pre : Vocab::Padding::Post;
     const json& v = field("vocab");
     if (!v.is_string() || v.get<std::string>().empty()) throw bad("vocab", "a file name");
     p.vocab = std::make_shared<Vocab>(Vocab::load((fs::path(dir) / v.get<std::string>()).string()));

@@ -54,10 +54,17 @@ const std::string& Vocab::token(int64_t id) const {
   return tokens_[size_t(id)];
 }
 
-std::vector<int64_t> Vocab::encode(const std::vector<std::string>& tokens, int64_t length) const {
+std::vector<int64_t> Vocab::encode(const std::vector<std::string>& tokens, int64_t length,
+                                   Padding padding) const {
   const size_t n = length > 0 ? size_t(length) : tokens.size();
+  const size_t k = std::min(n, tokens.size());  // tokens kept
   std::vector<int64_t> ids(n, kPad);
-  for (size_t i = 0; i < std::min(n, tokens.size()); ++i) ids[i] = id(tokens[i]);
+  if (padding == Padding::Post) {
+    for (size_t i = 0; i < k; ++i) ids[i] = id(tokens[i]);
+  } else {
+    const size_t skip = tokens.size() - k;  // the first tokens are cut
+    for (size_t i = 0; i < k; ++i) ids[n - k + i] = id(tokens[skip + i]);
+  }
   return ids;
 }
 

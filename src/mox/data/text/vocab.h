@@ -34,8 +34,13 @@ class Vocab {
   int64_t id(std::string_view token) const;  // kOov when absent
   const std::string& token(int64_t id) const;
   const std::vector<std::string>& tokens() const { return tokens_; }
-  // Ids of the first `length` tokens, padded with kPad; length <= 0 encodes them all.
-  std::vector<int64_t> encode(const std::vector<std::string>& tokens, int64_t length = 0) const;
+  // Where a fixed-length encoding pads and cuts: Post keeps the first `length` tokens and
+  // pads at the end; Pre keeps the last `length` tokens and pads at the front (Keras's
+  // pad_sequences default, which lets a recurrent layer end on the text, not on padding).
+  enum class Padding { Post, Pre };
+  // Ids of the tokens cut or padded with kPad to `length`; length <= 0 encodes them all.
+  std::vector<int64_t> encode(const std::vector<std::string>& tokens, int64_t length = 0,
+                              Padding padding = Padding::Post) const;
   // Tokens of the ids, padding skipped.
   std::vector<std::string> decode(const std::vector<int64_t>& ids) const;
 
