@@ -129,6 +129,22 @@ TEST_F(TrainCli, RefusesToOverwriteARun) {
   EXPECT_NE(r.err.find("--resume"), std::string::npos) << r.err;
 }
 
+TEST_F(TrainCli, InitStartsFromGivenWeights) {
+  // One SGD step with a negligible learning rate from the run's weights: the same model.
+  std::string d = fresh_dir("init");
+  auto r = run_cli({"train", src("examples/mlp.toml"), "--out", d, "--init", dir_ + "/model.safetensors", "--epochs",
+                    "1", "--steps", "1", "--set", "optimizer={type = \"sgd\", lr = 1e-12}", "-q"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  json a = json::parse(slurp(dir_ + "/summary.json")), b = json::parse(slurp(d + "/summary.json"));
+  EXPECT_NEAR(a["test"]["accuracy"].get<double>(), b["test"]["accuracy"].get<double>(), 1e-3);
+  EXPECT_NEAR(a["test"]["loss"].get<double>(), b["test"]["loss"].get<double>(), 1e-4);
+  // Weights of another model are refused with the key and both shapes.
+  auto bad = run_cli({"train", src("examples/cnn.toml"), "--out", d + "_cnn", "--init", dir_ + "/model.safetensors",
+                      "--epochs", "1", "--steps", "1"});
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("model.safetensors"), std::string::npos) << bad.err;
+}
+
 TEST(TrainCliResume, ContinuesExactly) {
   // Two epochs straight vs one epoch, then --resume to two: the same bytes.
   std::string a = fresh_dir("straight"), b = fresh_dir("resumed");

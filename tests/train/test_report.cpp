@@ -126,7 +126,7 @@ TEST(Report, ClassificationHasEverySection) {
   EXPECT_TRUE(has(metrics, "<tr><td>macro_f1</td><td>" + fmt4(rep.macro.f1) + "</td>"));
   EXPECT_TRUE(has(metrics, "<tr><td>loss</td><td>0.6124</td><td>0.6124</td></tr>"));
   const double val_auc = roc_auc(in.splits[1].outputs, in.splits[1].targets);
-  EXPECT_TRUE(has(metrics, "<tr><td>roc_auc</td><td>" + fmt4(macro) + "</td><td>" + fmt4(val_auc) + "</td></tr>"));
+  EXPECT_TRUE(has(metrics, "<tr><td>auc</td><td>" + fmt4(macro) + "</td><td>" + fmt4(val_auc) + "</td></tr>"));
 
   // Timings, model summary and config, facts.
   const std::string tm = section(html, "timings");

@@ -512,7 +512,7 @@ std::string render_report(const ReportInput& in) {
       add("accuracy", cls[i].report.accuracy);
       add("macro_f1", cls[i].report.macro.f1);
       add("weighted_f1", cls[i].report.weighted.f1);
-      if (!std::isnan(cls[i].auc)) add("roc_auc", cls[i].auc);
+      if (!std::isnan(cls[i].auc)) add("auc", cls[i].auc);  // the trainer's key
     } else {
       add("mse", reg[i].mse);
       add("mae", reg[i].mae);
