@@ -34,6 +34,9 @@ enum class ReduceOp : uint8_t { Sum, Mean, Max, Min, Prod };
 
 struct Conv2dParams {
   int64_t stride_h = 1, stride_w = 1, pad_h = 0, pad_w = 0, dil_h = 1, dil_w = 1, groups = 1;
+  // Forward only: the output is relu(conv + bias), applied while it is in cache (the op
+  // passes that output to conv2d_backward, which masks the incoming gradient with it).
+  bool relu = false;
 };
 struct Pool2dParams {
   int64_t kh = 2, kw = 2, stride_h = 2, stride_w = 2, pad_h = 0, pad_w = 0;
@@ -110,9 +113,31 @@ class Backend {
   virtual void conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out,
                       const Conv2dParams& p) = 0;
   // Any of gx, gw, gb may be undefined (not needed). Overwrites (does not accumulate).
+  // relu_out: the output of a fused-ReLU forward (Conv2dParams::relu); gy then counts only
+  // where relu_out > 0 (the ReLU's backward, folded into the kernels' reads of gy).
   virtual void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& gy,
                                const Tensor& gx, const Tensor& gw, const Tensor& gb,
-                               const Conv2dParams& p) = 0;
+                               const Conv2dParams& p, const Tensor& relu_out = Tensor()) = 0;
+  // The first layer of an image CNN in one pass: out = max_pool_2x2(relu(conv2d(x, w, bias,
+  // p))) (2x2 windows, stride 2, no padding), never writing the full-size activation.
+  // indices (i32, like out) hold backend-defined positions of the window maxima, for
+  // conv2d_relu_pool2_backward (weight and bias gradients only: no input gradient). Only
+  // where conv2d_relu_pool2_supported() holds; otherwise callers compose the three ops.
+  virtual bool conv2d_relu_pool2_supported(const Tensor& x, const Tensor& w,
+                                           const Conv2dParams& p) {
+    return false;
+  }
+  virtual void conv2d_relu_pool2(const Tensor& x, const Tensor& w, const Tensor& bias,
+                                 const Tensor& out, const Tensor& indices, const Conv2dParams& p) {
+    throw Error("conv2d_relu_pool2", "not supported by this backend");
+  }
+  // gy [N,O,Ho/2,Wo/2] -> gw (w's shape), gb (either may be undefined); overwrites.
+  virtual void conv2d_relu_pool2_backward(const Tensor& x, const Tensor& w, const Tensor& out,
+                                          const Tensor& indices, const Tensor& gy,
+                                          const Tensor& gw, const Tensor& gb,
+                                          const Conv2dParams& p) {
+    throw Error("conv2d_relu_pool2_backward", "not supported by this backend");
+  }
   virtual void max_pool2d(const Tensor& x, const Tensor& out, const Tensor& indices,
                           const Pool2dParams& p) = 0;  // indices i64: flat h*W+w per plane
   virtual void max_pool2d_backward(const Tensor& gy, const Tensor& indices, const Tensor& gx) = 0;

@@ -134,14 +134,49 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2d
   backend_for(x).conv2d(xc, wc, bc, out, p);
   if (any_requires_grad({&x, &w, &bias})) {
     bool nx = x.requires_grad(), nw = w.requires_grad(), nb = bias.defined() && bias.requires_grad();
-    record(out, op, {x, w, bias}, [xc, wc, p, nx, nw, nb](const Tensor& g) -> std::vector<Tensor> {
+    // with the fused ReLU, the gradient reaching the convolution is g where y > 0, else 0
+    Tensor y = p.relu ? out.detach() : Tensor();
+    record(out, p.relu ? "conv2d_relu" : op, {x, w, bias},
+           [xc, wc, y, p, nx, nw, nb](const Tensor& g) -> std::vector<Tensor> {
       TensorOptions o(xc.dtype(), xc.device());
       Tensor gx = nx ? empty(xc.shape(), o) : Tensor();
       Tensor gw = nw ? empty(wc.shape(), o) : Tensor();
       Tensor gb = nb ? empty({wc.size(0)}, o) : Tensor();
-      backend_for(xc).conv2d_backward(xc, wc, plain(g), gx, gw, gb, p);
+      backend_for(xc).conv2d_backward(xc, wc, plain(g), gx, gw, gb, p, y);
       return {gx, gw, gb};
     });
+  }
+  return out;
+}
+
+Tensor conv2d_relu_maxpool2(const Tensor& x, const Tensor& w, const Tensor& bias,
+                            const Conv2dParams& p) {
+  Conv2dParams q = p;
+  q.relu = true;
+  Pool2dParams pool;  // 2x2, stride 2
+  Backend& be = backend_for(x);
+  const bool fused = x.defined() && w.defined() && !(x.requires_grad() && grad_enabled()) &&
+                     x.dtype() == w.dtype() && (!bias.defined() || bias.dtype() == x.dtype()) &&
+                     x.device() == w.device() && be.conv2d_relu_pool2_supported(x, w, q) &&
+                     (!bias.defined() || (bias.dim() == 1 && bias.size(0) == w.size(0)));
+  if (!fused) return max_pool2d(conv2d(x, w, bias, q), pool);
+  const int64_t Ho = x.size(2) - w.size(2) + 1, Wo = x.size(3) - w.size(3) + 1;
+  Shape os{x.size(0), w.size(0), Ho / 2, Wo / 2};
+  Tensor wc = plain(w), bc = plain(bias);
+  Tensor out = empty(os, TensorOptions(x.dtype(), x.device()));
+  Tensor idx = empty(os, TensorOptions(DType::I32, x.device()));
+  be.conv2d_relu_pool2(x.detach(), wc, bc, out, idx, q);
+  if (any_requires_grad({&w, &bias})) {
+    bool nw = w.requires_grad(), nb = bias.defined() && bias.requires_grad();
+    Tensor xc = x.detach(), y = out.detach();
+    record(out, "conv2d_relu_maxpool2", {x, w, bias},
+           [xc, wc, y, idx, q, nw, nb](const Tensor& g) -> std::vector<Tensor> {
+             TensorOptions o(xc.dtype(), xc.device());
+             Tensor gw = nw ? empty(wc.shape(), o) : Tensor();
+             Tensor gb = nb ? empty({wc.size(0)}, o) : Tensor();
+             backend_for(xc).conv2d_relu_pool2_backward(xc, wc, y, idx, plain(g), gw, gb, q);
+             return {Tensor(), gw, gb};
+           });
   }
   return out;
 }

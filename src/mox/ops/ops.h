@@ -139,7 +139,14 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_id
 Tensor one_hot(const Tensor& indices, int64_t num_classes, DType dtype = DType::F32);
 
 // ---------- neural-network ops ----------
+// p.relu: relu(conv2d(...)) in one op (the ReLU applied by the kernel, its backward folded
+// into the convolution's), as nn::Sequential runs a Conv2d followed by a ReLU.
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Conv2dParams& p);
+// max_pool2d(relu(conv2d(x, w, bias, p)), 2x2 windows, stride 2): one fused kernel where the
+// backend has one (a CNN's first layer: few input channels, no padding, x not requiring
+// grad), which never stores the full-size activation; otherwise the three ops.
+Tensor conv2d_relu_maxpool2(const Tensor& x, const Tensor& w, const Tensor& bias,
+                            const Conv2dParams& p);
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p);
 ValuesIndices max_pool2d_with_indices(const Tensor& x, const Pool2dParams& p);
 Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p);

@@ -120,10 +120,7 @@ Trainer::Trainer(std::shared_ptr<nn::Module> model, std::shared_ptr<optim::Optim
 
 Tensor Trainer::forward_logits(const Tensor& x) {
   if (!split_head_) return model_->forward(x);
-  auto& seq = static_cast<nn::Sequential&>(*model_);
-  Tensor h = x;
-  for (size_t i = 0; i < body_size_; i++) h = seq[i]->forward(h);
-  return h;
+  return static_cast<nn::Sequential&>(*model_).forward_prefix(x, body_size_);
 }
 
 Tensor Trainer::outputs_from_logits(const Tensor& logits) const {

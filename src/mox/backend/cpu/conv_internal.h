@@ -52,10 +52,24 @@ inline void check_contig(const Tensor& t, const char* op, const char* what) {
 // Winograd F(2x2, 3x3) path (cpu_winograd.cpp), f32 only.
 // Whether it applies to a convolution mapping cin -> cout channels on `threads` threads.
 bool wino_ok(const ConvGeom& g, int64_t cin, int64_t cout, int threads);
-// x (N,C,H,W), w (O,C,3,3), bias (O) -> y (N,O,Ho,Wo).
+// x (N,C,H,W), w (O,C,3,3), bias (O) -> y (N,O,Ho,Wo), with c.p.relu applied.
 void wino_forward(const float* x, const float* w, const float* bias, float* y, const ConvGeom& c,
                   int nt);
 // gy (N,O,Ho,Wo), w (O,C,3,3) -> gx (N,C,H,W).
 void wino_backward_data(const float* gy, const float* w, float* gx, const ConvGeom& c, int nt);
+// x (N,C,H,W), gy (N,O,Ho,Wo) -> gw (O,C,3,3), gb (O) (gb may be null); overwritten.
+void wino_backward_weight(const float* x, const float* gy, float* gw, float* gb,
+                          const ConvGeom& c, int nt);
+
+// Direct convolution for few input channels (cpu_conv_direct.cpp), f32 only: 1x1 stride,
+// no padding, no dilation, one group, C*kh*kw <= 27. Whether it applies:
+bool direct_ok(const ConvGeom& g);
+// x (N,C,H,W), w (O,C,kh,kw), bias (O) -> y (N,O,Ho,Wo), with g.p.relu applied.
+void direct_forward(const float* x, const float* w, const float* bias, float* y,
+                    const ConvGeom& g, int nt);
+// x (N,C,H,W), gy (N,O,Ho,Wo) -> gw (O,C,kh,kw), gb (O) (each may be null; overwritten).
+// relu_out (N,O,Ho,Wo) or null: gy counts only where relu_out > 0 (fused ReLU backward).
+void direct_backward_weight(const float* x, const float* gy, const float* relu_out, float* gw,
+                            float* gb, const ConvGeom& g, int nt);
 
 }  // namespace mox::cpu::conv

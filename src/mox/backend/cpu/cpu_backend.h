@@ -41,7 +41,15 @@ class CpuBackend final : public Backend {
   void conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out,
               const Conv2dParams& p) override;
   void conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& gy, const Tensor& gx,
-                       const Tensor& gw, const Tensor& gb, const Conv2dParams& p) override;
+                       const Tensor& gw, const Tensor& gb, const Conv2dParams& p,
+                       const Tensor& relu_out = Tensor()) override;
+  bool conv2d_relu_pool2_supported(const Tensor& x, const Tensor& w,
+                                   const Conv2dParams& p) override;
+  void conv2d_relu_pool2(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out,
+                         const Tensor& indices, const Conv2dParams& p) override;
+  void conv2d_relu_pool2_backward(const Tensor& x, const Tensor& w, const Tensor& out, const Tensor& indices,
+                                  const Tensor& gy, const Tensor& gw, const Tensor& gb,
+                                  const Conv2dParams& p) override;
   void max_pool2d(const Tensor& x, const Tensor& out, const Tensor& indices,
                   const Pool2dParams& p) override;
   void max_pool2d_backward(const Tensor& gy, const Tensor& indices, const Tensor& gx) override;

@@ -1,11 +1,14 @@
 // 2-D convolution, NCHW, f32/f64: the CpuBackend::conv2d / conv2d_backward entry points and
 // the im2col + BLAS GEMM per group path (f32 3x3 stride-1 convolutions go to Winograd
-// F(2x2, 3x3) in cpu_winograd.cpp for the output and the input gradient).
+// F(2x2, 3x3) in cpu_winograd.cpp for the output and the input and weight gradients).
 // Threads split the batch: each thread owns its column buffers (and, in backward, its
 // weight/bias-gradient partial sums, added up in thread order so results are deterministic).
 // A batch smaller than the thread count is processed one sample at a time with the im2col
 // split by channel and the GEMMs split by rows; BLAS itself always runs single-threaded
-// (see Split below). 1x1 stride-1 unpadded convolutions skip im2col.
+// (see Split below). 1x1 stride-1 unpadded convolutions skip im2col; f32 convolutions with
+// few input channels and no padding (a CNN's first layer) run direct (cpu_conv_direct.cpp)
+// for the output and the weight/bias gradients. Every path applies the fused ReLU of
+// Conv2dParams::relu to the output while it is in cache.
 #include <omp.h>
 
 #include <algorithm>
@@ -13,6 +16,7 @@
 #include <type_traits>
 
 #include "mox/backend/cpu/conv_internal.h"
+#include "mox/backend/cpu/loops.h"
 #include "mox/backend/cpu/simd.h"
 
 namespace mox::cpu::conv {
@@ -213,6 +217,14 @@ Split choose_split(const ConvGeom& g, int threads) {
   return Split::Serial;
 }
 
+MOX_SIMD void relu_inplace_f32(float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f;
+}
+void relu_inplace(float* y, int64_t n) { relu_inplace_f32(y, n); }
+void relu_inplace(double* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0.0 ? y[i] : 0.0;
+}
+
 // y_g rows [o0, o1) of one sample and group: (o1-o0, P) = w_g rows (o1-o0, Kc) @ B (Kc, P)
 // [+ bias broadcast over P]
 template <typename T>
@@ -223,6 +235,7 @@ void forward_rows(const T* wg, const T* bias_g, const T* B, T* yg, const ConvGeo
     for (int64_t o = o0; o < o1; o++) std::fill(yg + o * g.P, yg + (o + 1) * g.P, bias_g[o]);
   gemm(false, false, o1 - o0, g.P, g.Kc, T(1), wg + o0 * g.Kc, g.Kc, B, g.P, bias_g ? T(1) : T(0),
        yg + o0 * g.P, g.P);
+  if (g.p.relu) relu_inplace(yg + o0 * g.P, (o1 - o0) * g.P);  // fused ReLU, while in cache
 }
 
 // x (N,C,H,W), w (O,Cg,kh,kw), bias (O) -> y (N,O,Ho,Wo)
@@ -238,6 +251,10 @@ void conv2d_forward(const Tensor& x, const Tensor& w, const Tensor& bias, const 
   if constexpr (std::is_same_v<T, float>) {
     if (wino_ok(g, g.C, g.O, threads)) {
       wino_forward(xd, wd, bd, yd, g, threads);
+      return;
+    }
+    if (direct_ok(g)) {
+      direct_forward(xd, wd, bd, yd, g, threads);
       return;
     }
   }
@@ -330,20 +347,68 @@ void backward_part(const T* xg, const T* gyg, const T* wg, const T* col, T* gcol
 }
 
 // gy (N,O,Ho,Wo) -> gx (N,C,H,W), gw (O,Cg,kh,kw), gb (O); each optional.
+// gy where y > 0, else 0 (the fused ReLU's backward), over threads.
+MOX_SIMD void relu_mask_f32(const float* gy, const float* y, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = y[i] > 0.0f ? gy[i] : 0.0f;
+}
+void relu_mask(const float* gy, const float* y, float* out, int64_t n) { relu_mask_f32(gy, y, out, n); }
+void relu_mask(const double* gy, const double* y, double* out, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = y[i] > 0.0 ? gy[i] : 0.0;
+}
+
 template <typename T>
-void conv2d_backward_impl(const Tensor& x, const Tensor& w, const Tensor& gy, const Tensor& gx_in,
-                          const Tensor& gw, const Tensor& gb, const Conv2dParams& p) {
-  ConvGeom g = geometry(x, w, gy, p);
+void conv2d_backward_impl(const Tensor& x, const Tensor& w, const Tensor& gy_in, const Tensor& gx_in,
+                          Tensor gw, Tensor gb, const Conv2dParams& p, const Tensor& relu_out) {
+  ConvGeom g = geometry(x, w, gy_in, p);
   const T* xd = x.data<T>();
   const T* wd = w.data<T>();
-  const T* gyd = gy.data<T>();
   const int threads = omp_get_max_threads();
-  Tensor gx = gx_in;
+  Tensor gx = gx_in, gy = gy_in;
   if constexpr (std::is_same_v<T, float>) {
-    // input gradient by Winograd; the weight and bias gradients below use im2col
+    // the first layer (direct path, no input gradient): the mask is applied as gy is read
+    if (relu_out.defined() && !gx.defined() && (gw.defined() || gb.defined()) && g.N > 0 &&
+        direct_ok(g)) {
+      direct_backward_weight(xd, gy.data<float>(), relu_out.data<float>(),
+                             gw.defined() ? gw.data<float>() : nullptr,
+                             gb.defined() ? gb.data<float>() : nullptr, g, threads);
+      return;
+    }
+  }
+  if (relu_out.defined()) {  // otherwise one masked copy of gy, read by every kernel below
+    Tensor m = empty(gy.shape(), gy.dtype());
+    const int64_t n = gy.numel();
+    const T* src = gy.data<T>();
+    const T* yd = relu_out.data<T>();
+    T* dst = m.data<T>();
+    const int nt = cpu::threads_for(n);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+      const int t = omp_get_thread_num(), T_ = omp_get_num_threads();
+      const int64_t lo = part(n, t, T_) / 16 * 16, hi = t + 1 == T_ ? n : part(n, t + 1, T_) / 16 * 16;
+      relu_mask(src + lo, yd + lo, dst + lo, hi - lo);
+    }
+    gy = m;
+  }
+  const T* gyd = gy.data<T>();
+  if constexpr (std::is_same_v<T, float>) {
+    // input gradient by Winograd (what remains of gx, gw, gb below goes through im2col)
     if (gx.defined() && wino_ok(g, g.O, g.C, threads)) {
       wino_backward_data(gyd, wd, gx.data<float>(), g, threads);
       gx = Tensor();
+    }
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    // weight and bias gradients in the Winograd domain (needs gw; gb comes along)
+    if (gw.defined() && g.N > 0 && wino_ok(g, g.C, g.O, threads)) {
+      wino_backward_weight(xd, gyd, gw.data<float>(), gb.defined() ? gb.data<float>() : nullptr,
+                           g, threads);
+      gw = gb = Tensor();
+    }
+    // weight and bias gradients of a direct-path convolution, directly too
+    if ((gw.defined() || gb.defined()) && g.N > 0 && direct_ok(g)) {
+      direct_backward_weight(xd, gyd, nullptr, gw.defined() ? gw.data<float>() : nullptr,
+                             gb.defined() ? gb.data<float>() : nullptr, g, threads);
+      gw = gb = Tensor();
     }
   }
   if (!gx.defined() && !gw.defined() && !gb.defined()) return;
@@ -446,13 +511,16 @@ void CpuBackend::conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, co
 
 void CpuBackend::conv2d_backward(const Tensor& x, const Tensor& w, const Tensor& gy,
                                  const Tensor& gx, const Tensor& gw, const Tensor& gb,
-                                 const Conv2dParams& p) {
+                                 const Conv2dParams& p, const Tensor& relu_out) {
   check_float(x, "conv2d_backward");
-  for (const Tensor* t : {&x, &w, &gy, &gx, &gw, &gb}) check_contig(*t, "conv2d_backward", "tensor");
+  for (const Tensor* t : {&x, &w, &gy, &gx, &gw, &gb, &relu_out})
+    check_contig(*t, "conv2d_backward", "tensor");
+  MOX_CHECK(!relu_out.defined() || (relu_out.shape() == gy.shape() && relu_out.dtype() == gy.dtype()),
+            "conv2d_backward", "relu_out " + relu_out.desc() + " must match gy " + gy.desc());
   if (x.dtype() == DType::F32)
-    conv2d_backward_impl<float>(x, w, gy, gx, gw, gb, p);
+    conv2d_backward_impl<float>(x, w, gy, gx, gw, gb, p, relu_out);
   else
-    conv2d_backward_impl<double>(x, w, gy, gx, gw, gb, p);
+    conv2d_backward_impl<double>(x, w, gy, gx, gw, gb, p, relu_out);
 }
 
 }  // namespace mox

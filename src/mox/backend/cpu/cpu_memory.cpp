@@ -99,8 +99,32 @@ void CpuBackend::normal(const Tensor& dst, double mean, double std, Generator& g
   fill_sequential(dst, [&] { return mean + std * g.normal(); });
 }
 
+// Generator::uniform() with the generator's xoshiro256** state held in locals, so that the
+// per-element loop inlines (a dropout mask per training step otherwise pays a call per
+// element). Same algorithm, same order: the stream is bit-identical to g.uniform().
+struct InlineUniform {
+  explicit InlineUniform(Generator& g) : gen(g), st(g.state()) {}
+  ~InlineUniform() { gen.set_state(st); }
+  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  double operator()() {
+    uint64_t* s = st.s;
+    const uint64_t result = rotl(s[1] * 5, 7) * 9;
+    const uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return double(result >> 11) * 0x1.0p-53;
+  }
+  Generator& gen;
+  Generator::State st;
+};
+
 void CpuBackend::bernoulli(const Tensor& dst, double p, Generator& g) {
-  fill_sequential(dst, [&] { return g.uniform() < p ? 1.0 : 0.0; });
+  InlineUniform u(g);
+  fill_sequential(dst, [&] { return u() < p ? 1.0 : 0.0; });
 }
 
 void CpuBackend::randint(const Tensor& dst, int64_t lo, int64_t hi, Generator& g) {

@@ -48,9 +48,10 @@ void Conv2d::reset_parameters(Generator* gen) {
   }
 }
 
-Tensor Conv2d::forward(const Tensor& x) {
-  output_shape(x.shape());
-  const Conv2dOptions& o = options;
+namespace {
+Tensor conv_forward(const Conv2d& m, const Tensor& x, bool relu, bool pool2 = false) {
+  m.output_shape(x.shape());
+  const Conv2dOptions& o = m.options;
   Conv2dParams p;
   p.stride_h = o.stride().h;
   p.stride_w = o.stride().w;
@@ -59,9 +60,21 @@ Tensor Conv2d::forward(const Tensor& x) {
   p.dil_h = o.dilation().h;
   p.dil_w = o.dilation().w;
   p.groups = o.groups();
-  if (x.dim() == 3) return conv2d(x.unsqueeze(0), weight, bias, p).squeeze(0);
-  return conv2d(x, weight, bias, p);
+  p.relu = relu;
+  if (pool2) {
+    if (x.dim() == 3) return conv2d_relu_maxpool2(x.unsqueeze(0), m.weight, m.bias, p).squeeze(0);
+    return conv2d_relu_maxpool2(x, m.weight, m.bias, p);
+  }
+  if (x.dim() == 3) return conv2d(x.unsqueeze(0), m.weight, m.bias, p).squeeze(0);
+  return conv2d(x, m.weight, m.bias, p);
 }
+}  // namespace
+
+Tensor Conv2d::forward(const Tensor& x) { return conv_forward(*this, x, false); }
+
+Tensor Conv2d::forward_relu(const Tensor& x) { return conv_forward(*this, x, true); }
+
+Tensor Conv2d::forward_relu_pool2(const Tensor& x) { return conv_forward(*this, x, true, true); }
 
 Shape Conv2d::output_shape(const Shape& in) const {
   check_rank(in, 3, 4, "Conv2d", "[N, C, H, W] or [C, H, W]");

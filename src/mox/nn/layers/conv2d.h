@@ -28,6 +28,12 @@ class Conv2d : public Module {
   void reset_parameters(Generator* gen = nullptr);
 
   Tensor forward(const Tensor& x) override;
+  // relu(forward(x)) as one op (Conv2dParams::relu): Sequential runs a Conv2d followed by a
+  // ReLU this way.
+  Tensor forward_relu(const Tensor& x);
+  // max_pool2d(relu(forward(x)), 2x2, stride 2) as one op (conv2d_relu_maxpool2): Sequential
+  // runs Conv2d, ReLU, MaxPool2d(2) this way.
+  Tensor forward_relu_pool2(const Tensor& x);
   Shape output_shape(const Shape& input) const override;
   std::string type_name() const override { return "Conv2d"; }
   std::string extra_repr() const override;

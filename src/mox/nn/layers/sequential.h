@@ -29,6 +29,9 @@ class Sequential : public Module {
   }
 
   Tensor forward(const Tensor& x) override;
+  // The first `end` children only (a model without its output activation), with the same
+  // fusions as forward().
+  Tensor forward_prefix(const Tensor& x, size_t end);
   Shape output_shape(const Shape& input) const override;
   std::string type_name() const override { return "Sequential"; }
 };
