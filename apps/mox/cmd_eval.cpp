@@ -29,7 +29,7 @@ std::string csv_field(const std::string& s) {
 
 Command add_eval_command(CLI::App& parent) {
   struct Args {
-    std::string model, split = "test";
+    std::string model, split = "test", precision = "f32";
     std::vector<std::string> data;
     int64_t batch = 1000, threads = 0;
     bool json = false;
@@ -41,6 +41,8 @@ Command add_eval_command(CLI::App& parent) {
   app->add_option("--split", a->split, "test (default), val or train");
   app->add_option("--batch-size", a->batch, "Examples per forward pass")->check(CLI::PositiveNumber);
   app->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber);
+  app->add_option("--precision", a->precision, "f32 (default) or bf16 (bfloat16 weights and matmuls)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   app->add_flag("--json", a->json, "Print the metrics as JSON");
   app->footer("Example: mox eval --model runs/mlp");
   return {app, [a] {
@@ -50,13 +52,14 @@ Command add_eval_command(CLI::App& parent) {
             o.data_overrides = a->data;
             o.split = a->split;
             o.batch_size = a->batch;
+            o.precision = a->precision;
             train::EvalOutput r = train::run_eval(o);
             if (a->json) {
               std::cout << r.json;
               return 0;
             }
-            std::printf("%s: %s split, %lld examples (%.0f examples/s)\n", a->model.c_str(), r.split.c_str(),
-                        (long long)r.examples, r.samples_per_second);
+            std::printf("%s: %s split, %lld examples, %s (%.0f examples/s)\n", a->model.c_str(), r.split.c_str(),
+                        (long long)r.examples, a->precision.c_str(), r.samples_per_second);
             for (const auto& [k, v] : r.result.metrics) std::printf("  %-16s %.4f\n", k.c_str(), v);
             return 0;
           }};
@@ -64,7 +67,7 @@ Command add_eval_command(CLI::App& parent) {
 
 Command add_predict_command(CLI::App& parent) {
   struct Args {
-    std::string model, format = "csv";
+    std::string model, format = "csv", precision = "f32";
     std::vector<std::string> inputs;
     int64_t threads = 0;
   };
@@ -76,11 +79,13 @@ Command add_predict_command(CLI::App& parent) {
                   "example per line ('-' reads stdin)")
       ->required();
   app->add_option("--format", a->format, "csv (default) or json")->check(CLI::IsMember({"csv", "json"}));
+  app->add_option("--precision", a->precision, "f32 (default) or bf16 (bfloat16 weights and matmuls)")
+      ->check(CLI::IsMember({"f32", "bf16"}));
   app->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber);
   app->footer("Example: mox predict --model runs/mlp shirt.png --format json");
   return {app, [a] {
             if (a->threads > 0) set_num_threads(int(a->threads));
-            train::LoadedRun run = train::load_run(a->model);
+            train::LoadedRun run = train::load_run(a->model, a->precision);
             data::RawInputs raw = data::read_inputs(a->inputs, run.preprocess);
             Tensor x = data::preprocess_inputs(raw, run.preprocess);
             Tensor out = run.trainer->predict(x).contiguous().to(DType::F32);

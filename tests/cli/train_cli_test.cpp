@@ -93,6 +93,13 @@ TEST_F(TrainCli, EvalReproducesTheSummary) {
   EXPECT_EQ(e["split"], "test");
   EXPECT_EQ(e["examples"], 10000);
   EXPECT_DOUBLE_EQ(e["metrics"]["accuracy"].get<double>(), s["test"]["accuracy"].get<double>());
+  // bfloat16 weights and matmuls: the same predictions up to rounding.
+  auto bf = run_cli({"eval", "--model", dir_, "--json", "--precision", "bf16"});
+  ASSERT_EQ(bf.code, 0) << bf.err;
+  json eb = json::parse(bf.out);
+  EXPECT_EQ(eb["precision"], "bf16");
+  EXPECT_NEAR(eb["metrics"]["accuracy"].get<double>(), e["metrics"]["accuracy"].get<double>(), 0.005);
+  EXPECT_NE(eb["metrics"]["loss"].get<double>(), e["metrics"]["loss"].get<double>());  // it did run in bf16
   auto plain = run_cli({"eval", "--model", dir_});
   ASSERT_EQ(plain.code, 0) << plain.err;
   EXPECT_NE(plain.out.find("accuracy"), std::string::npos);

@@ -451,7 +451,9 @@ TrainResult run_train(const TrainOptions& o) {
 
 // ---------------------------------------------------------------- load / eval
 
-LoadedRun load_run(const std::string& run_dir) {
+LoadedRun load_run(const std::string& run_dir, const std::string& precision) {
+  MOX_CHECK(precision == "f32" || precision == "bf16", "precision",
+            "expected f32 or bf16, got \"" + precision + "\"");
   const std::string cfg = (fs::path(run_dir) / "config.toml").string();
   MOX_CHECK(fs::exists(cfg), run_dir, "not a run folder (config.toml missing)");
   const std::string weights = (fs::path(run_dir) / "model.safetensors").string();
@@ -477,11 +479,12 @@ LoadedRun load_run(const std::string& run_dir) {
   auto opt = std::make_shared<optim::SGD>(r.model->parameters(), optim::SGDOptions(1.0));
   r.trainer = std::make_shared<Trainer>(r.model, opt, spec);
   r.class_names = r.preprocess.class_names;
+  if (precision == "bf16") r.model->to(DType::BF16);
   return r;
 }
 
 EvalOutput run_eval(const EvalOptions& o) {
-  LoadedRun run = load_run(o.run_dir);
+  LoadedRun run = load_run(o.run_dir, o.precision);
   const std::string cfg = (fs::path(o.run_dir) / "config.toml").string();
   std::vector<std::string> sets;
   for (const auto& d : o.data_overrides) sets.push_back("data." + d);
@@ -502,6 +505,7 @@ EvalOutput run_eval(const EvalOptions& o) {
   json j;
   j["run"] = o.run_dir;
   j["split"] = o.split;
+  j["precision"] = o.precision;
   j["examples"] = out.examples;
   j["metrics"] = metrics_json(out.result.metrics);
   j["samples_per_second"] = out.samples_per_second;

@@ -92,6 +92,7 @@ struct EvalOptions {
   std::vector<std::string> data_overrides;  // key=value for [data] (e.g. path=...)
   std::string split = "test";               // test | val | train
   int64_t batch_size = 1000;
+  std::string precision = "f32";            // f32 | bf16
 };
 struct EvalOutput {
   EvalResult result;
@@ -112,7 +113,9 @@ struct LoadedRun {
   std::vector<std::string> class_names;
   std::string task;  // "classification" | "regression"
 };
-LoadedRun load_run(const std::string& run_dir);
+// precision "bf16" holds the weights in bfloat16 and runs the matmuls in bf16 with f32
+// accumulation (oneDNN on CPUs with AMX/AVX512-BF16); "f32" (the default) as trained.
+LoadedRun load_run(const std::string& run_dir, const std::string& precision = "f32");
 
 // `mox cv`: k-fold cross-validation on the training part of the data.
 struct CvOptions {

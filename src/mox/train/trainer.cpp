@@ -118,9 +118,18 @@ Trainer::Trainer(std::shared_ptr<nn::Module> model, std::shared_ptr<optim::Optim
   }
 }
 
-Tensor Trainer::forward_logits(const Tensor& x) {
-  if (!split_head_) return model_->forward(x);
-  return static_cast<nn::Sequential&>(*model_).forward_prefix(x, body_size_);
+Tensor Trainer::forward_logits(const Tensor& x_in) {
+  // A model held in bf16/f16 (inference in reduced precision) takes its inputs in that
+  // dtype; its logits come back as f32 for the loss, softmax and metrics.
+  DType model_dtype = DType::F32;
+  for (const auto& p : model_->parameters())
+    if (is_floating(p.dtype())) {
+      model_dtype = p.dtype();
+      break;
+    }
+  Tensor x = is_floating(x_in.dtype()) && x_in.dtype() != model_dtype ? x_in.to(model_dtype) : x_in;
+  Tensor out = split_head_ ? static_cast<nn::Sequential&>(*model_).forward_prefix(x, body_size_) : model_->forward(x);
+  return out.dtype() == DType::BF16 || out.dtype() == DType::F16 ? out.to(DType::F32) : out;
 }
 
 Tensor Trainer::outputs_from_logits(const Tensor& logits) const {
