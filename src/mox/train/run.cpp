@@ -298,7 +298,8 @@ TrainResult run_train(const TrainOptions& o) {
   if (o.seed) overrides.push_back("train.seed=" + std::to_string(*o.seed));
   if (o.steps > 0) overrides.push_back("train.steps_per_epoch=" + std::to_string(o.steps));
   text = io::apply_overrides(text, file, overrides);
-  io::Config config = io::parse_config(text, file);
+  // With overrides, line numbers refer to the effective config (saved as config.toml).
+  io::Config config = io::parse_config(text, overrides.empty() ? file : file + " (with --set)");
 
   std::string run_dir = o.resume_dir;
   if (run_dir.empty()) run_dir = o.out_dir.empty() ? (fs::path("runs") / config.model.name).string() : o.out_dir;
@@ -524,7 +525,7 @@ CvResult run_cv(const CvOptions& o) {
   if (o.seed) overrides.push_back("train.seed=" + std::to_string(*o.seed));
   if (o.steps > 0) overrides.push_back("train.steps_per_epoch=" + std::to_string(o.steps));
   text = io::apply_overrides(text, o.config_path, overrides);
-  io::Config config = io::parse_config(text, o.config_path);
+  io::Config config = io::parse_config(text, overrides.empty() ? o.config_path : o.config_path + " (with --set)");
   uint64_t seed = uint64_t(config.train.get_int("seed", 0));
 
   data::PipelineOptions po;
