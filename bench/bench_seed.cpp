@@ -10,7 +10,7 @@
 //
 //   bench_seed [--model mlp|cnn] [--threads N] [--epochs E] [--steps S] [--batch B]
 //              [--infer-reps R] [--init xavier|default] [--seed S] [--profile] [--no-eval]
-//              [--data DIR]
+//              [--data DIR] [--bf16]
 //
 // --steps S: time S steps of the first epoch only (a quick ms/step figure; the accuracy is
 // then that of a partly trained model). --init xavier (default) is the anchors' init
@@ -18,8 +18,11 @@
 // --profile: adds the time per step spent in each phase (gather, forward, loss, backward,
 // step, bookkeeping), measured with a clock around each. --no-eval skips the test-set
 // evaluation after each epoch (for profilers: it would outweigh a short run's forwards).
+// --bf16: after the f32 figures, the trained model's weights and the test images are
+// converted to bf16 and the test accuracy and inference throughput are measured again
+// (bf16 matrix products run on oneDNN's AMX / AVX512-BF16 kernels when mox has it).
 // The last line is one JSON object with the anchors' keys (epoch_s, epoch_cpu_s, test_acc,
-// infer_img_per_s), for bench/seed.sh.
+// infer_img_per_s; with --bf16 also bf16_test_acc, bf16_infer_img_per_s), for bench/seed.sh.
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -81,14 +84,14 @@ struct Options {
   int threads = 0, epochs = 1, infer_reps = 3;
   int64_t steps = 0, batch = 64;
   uint64_t seed = 0;
-  bool profile = false, eval = true;
+  bool profile = false, eval = true, bf16 = false;
 };
 
 [[noreturn]] void usage(const char* msg) {
   std::fprintf(stderr,
                "bench_seed: %s\nusage: bench_seed [--model mlp|cnn] [--threads N] [--epochs E] "
                "[--steps S] [--batch B] [--infer-reps R] [--init xavier|default] [--seed S] "
-               "[--profile] [--no-eval] [--data DIR]\n",
+               "[--profile] [--no-eval] [--data DIR] [--bf16]\n",
                msg);
   std::exit(2);
 }
@@ -112,6 +115,7 @@ Options parse(int argc, char** argv) {
     else if (a == "--data") o.data = val();
     else if (a == "--profile") o.profile = true;
     else if (a == "--no-eval") o.eval = false;
+    else if (a == "--bf16") o.bf16 = true;
     else usage(("unknown argument " + a).c_str());
   }
   if (o.model != "mlp" && o.model != "cnn") usage("--model must be mlp or cnn");
@@ -229,8 +233,9 @@ int main(int argc, char** argv) {
 
     // inference at batch 1000 over the test set
     model->eval();
-    std::vector<double> ips;
-    if (o.infer_reps > 0) {
+    auto time_inference = [&]() {
+      std::vector<double> ips;
+      if (o.infer_reps == 0) return ips;
       NoGradGuard ng;
       auto pass = [&]() {
         int64_t sink = 0;
@@ -247,17 +252,37 @@ int main(int argc, char** argv) {
         for (int k = 0; k < passes; k++) pass();
         ips.push_back(double(passes) * double(xte.size(0)) / (wall_now() - t0));
       }
-    }
+      return ips;
+    };
+    std::vector<double> ips = time_inference();
     if (ips.empty()) ips.push_back(0.0);
     std::printf("inference: %.0f images/s (median of %d, batch 1000)\n", median(ips), o.infer_reps);
+    std::string bf16_json;
+    if (o.bf16) {
+      // The same trained model with bf16 weights, fed bf16 images.
+      const double acc32 = o.eval ? evaluate() : 0.0;
+      model->to(DType::BF16);
+      xte = xte.to(DType::BF16);
+      const double acc16 = evaluate();
+      model->eval();
+      std::vector<double> ips16 = time_inference();
+      if (ips16.empty()) ips16.push_back(0.0);
+      std::printf("bf16: test_acc %.4f (f32 %.4f), inference %.0f images/s (median of %d, batch 1000), "
+                  "%.2fx f32\n",
+                  acc16, acc32, median(ips16), o.infer_reps, median(ips) > 0 ? median(ips16) / median(ips) : 0.0);
+      bf16_json = ", \"bf16_test_acc\": " + std::to_string(acc16) +
+                  ", \"bf16_infer_img_per_s\": {\"max\": " +
+                  std::to_string(*std::max_element(ips16.begin(), ips16.end())) +
+                  ", \"median\": " + std::to_string(median(ips16)) + ", \"all\": " + json_list(ips16) + "}";
+    }
     std::printf("{\"bench\": \"%s\", \"impl\": \"mox\", \"threads\": %d, \"batch\": %lld, \"epochs\": %d, "
                 "\"steps\": %lld, \"epoch_s\": {\"min\": %.6g, \"median\": %.6g, \"all\": %s}, "
                 "\"epoch_cpu_s\": %s, \"ms_per_step\": %s, \"test_acc\": %s, "
-                "\"infer_img_per_s\": {\"max\": %.6g, \"median\": %.6g, \"all\": %s}}\n",
+                "\"infer_img_per_s\": {\"max\": %.6g, \"median\": %.6g, \"all\": %s}%s}\n",
                 o.model.c_str(), get_num_threads(), (long long)B, o.epochs, (long long)o.steps,
                 *std::min_element(epoch_s.begin(), epoch_s.end()), median(epoch_s), json_list(epoch_s).c_str(),
                 json_list(epoch_cpu_s).c_str(), json_list(step_ms).c_str(), json_list(accs).c_str(),
-                *std::max_element(ips.begin(), ips.end()), median(ips), json_list(ips).c_str());
+                *std::max_element(ips.begin(), ips.end()), median(ips), json_list(ips).c_str(), bf16_json.c_str());
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_seed: error: %s\n", e.what());
     return 1;

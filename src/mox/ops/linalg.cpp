@@ -31,7 +31,8 @@ void check_mm(const Tensor& a, const Tensor& b, const char* op) {
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   check_mm(a_in, b_in, "matmul");
-  if (a_in.dtype() == DType::BF16 || a_in.dtype() == DType::F16)
+  // bf16 goes to the backend as is (bf16 GEMM, f32 accumulation); f16 is computed in f32.
+  if (a_in.dtype() == DType::F16)
     return matmul(a_in.to(DType::F32), b_in.to(DType::F32)).to(a_in.dtype());
   // Promote 1-D operands as torch.matmul does, and strip the added dims at the end.
   Tensor a = a_in.dim() == 1 ? a_in.unsqueeze(0) : a_in;
@@ -106,7 +107,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (b.defined())
     MOX_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "linear",
               "bias " + b.desc() + " does not match weight " + w.desc());
-  if (x.dtype() == DType::BF16 || x.dtype() == DType::F16)
+  if (x.dtype() == DType::F16)
     return linear(x.to(DType::F32), w.to(DType::F32), b.defined() ? b.to(DType::F32) : b).to(x.dtype());
   const int64_t in = w.size(1), outf = w.size(0);
   Shape out_shape = x.shape();

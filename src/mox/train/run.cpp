@@ -480,7 +480,11 @@ LoadedRun load_run(const std::string& run_dir, const std::string& precision) {
   auto opt = std::make_shared<optim::SGD>(r.model->parameters(), optim::SGDOptions(1.0));
   r.trainer = std::make_shared<Trainer>(r.model, opt, spec);
   r.class_names = r.preprocess.class_names;
-  if (precision == "bf16") r.model->to(DType::BF16);
+  // bf16: the dense layers' weights (their products run on bf16 matrix units); convolutions
+  // stay in f32, as autocast leaves them where the CPU has no faster bf16 kernel for them.
+  if (precision == "bf16")
+    for (auto& [name, m] : r.model->named_modules())
+      if (m->type_name() == "Linear") m->to(DType::BF16);
   return r;
 }
 

@@ -113,8 +113,9 @@ struct LoadedRun {
   std::vector<std::string> class_names;
   std::string task;  // "classification" | "regression"
 };
-// precision "bf16" holds the weights in bfloat16 and runs the matmuls in bf16 with f32
-// accumulation (oneDNN on CPUs with AMX/AVX512-BF16); "f32" (the default) as trained.
+// precision "bf16" holds the dense layers' weights in bfloat16 and runs their products in
+// bf16 with f32 accumulation (oneDNN on CPUs with AMX/AVX512-BF16); convolutions stay f32;
+// "f32" (the default) runs as trained.
 LoadedRun load_run(const std::string& run_dir, const std::string& precision = "f32");
 
 // `mox cv`: k-fold cross-validation on the training part of the data.

@@ -1,8 +1,12 @@
 // Matrix products through OpenBLAS (cblas_sgemm / cblas_dgemm). Strided views whose
 // matrices are row- or column-major are passed as transposes, never copied.
+// bf16 @ bf16 (into bf16 or f32) goes to oneDNN (dnnl_gemm.h: AMX / AVX512-BF16 kernels,
+// f32 accumulation) when the build has it and the CPU has a fast kernel; otherwise the
+// operands are converted to f32 and multiplied by OpenBLAS.
 #include <cblas.h>
 
 #include "mox/backend/cpu/cpu_backend.h"
+#include "mox/backend/cpu/dnnl_gemm.h"
 #include "mox/backend/cpu/loops.h"
 
 namespace mox {
@@ -33,8 +37,13 @@ void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool 
                       double alpha, double beta) {
   MOX_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3, "gemm", "expects 3-D operands");
   MOX_CHECK(out.is_contiguous(), "gemm", "output must be contiguous");
-  MOX_CHECK(a.dtype() == b.dtype() && a.dtype() == out.dtype(), "gemm",
-            "dtype mismatch: " + a.desc() + " @ " + b.desc());
+  const bool bf16 = a.dtype() == DType::BF16 && b.dtype() == DType::BF16;
+  if (bf16)
+    MOX_CHECK(out.dtype() == DType::BF16 || out.dtype() == DType::F32, "gemm",
+              "bf16 product into " + out.desc() + " (needs bf16 or f32)");
+  else
+    MOX_CHECK(a.dtype() == b.dtype() && a.dtype() == out.dtype(), "gemm",
+              "dtype mismatch: " + a.desc() + " @ " + b.desc() + " -> " + out.desc());
   const int64_t batch = out.size(0), M = out.size(1), N = out.size(2);
   const int64_t K = ta ? a.size(1) : a.size(2);
   // Logical op(a) is [M,K]: strides of op(a)'s rows/cols.
@@ -63,8 +72,33 @@ void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool 
   const int64_t ldc = std::max<int64_t>(N, 1);
   if (M == 0 || N == 0) return;
   if (K == 0) {
-    if (beta == 0.0) fill(out, 0.0);
-    else unary(UnaryOp::MulScalar, out, out, {beta, 0});
+    if (beta == 0.0) {
+      fill(out, 0.0);
+    } else if (out.dtype() == DType::BF16) {  // the kernels take f32
+      Tensor o32 = empty(out.shape(), DType::F32);
+      copy(out, o32);
+      unary(UnaryOp::MulScalar, o32, o32, {beta, 0});
+      copy(o32, out);
+    } else {
+      unary(UnaryOp::MulScalar, out, out, {beta, 0});
+    }
+    return;
+  }
+
+  if (bf16) {
+    const cpu::DnnlMat A{ac.raw_data(), sa, a_sr, a_sc}, B{bc.raw_data(), sb, b_sr, b_sc};
+    if (cpu::dnnl_gemm_bf16(batch, M, N, K, A, B, out.raw_data(), out.dtype(), float(alpha),
+                            float(beta)))
+      return;
+    // No oneDNN (or no fast kernel for this CPU): compute in f32.
+    Tensor a32 = ac.detach().to(DType::F32), b32 = bc.detach().to(DType::F32);
+    Tensor o32 = out;
+    if (out.dtype() != DType::F32) {
+      o32 = empty(out.shape(), DType::F32);
+      if (beta != 0.0) copy(out, o32);
+    }
+    gemm(a32, b32, o32, ta, tb, alpha, beta);
+    if (o32.dtype() != out.dtype()) copy(o32, out);
     return;
   }
 

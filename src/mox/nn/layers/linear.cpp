@@ -27,6 +27,10 @@ void Linear::reset_parameters(Generator* gen) {
 
 Tensor Linear::forward(const Tensor& x) {
   output_shape(x.shape());  // clear error naming the layer
+  // Weights held in bf16 (reduced-precision inference): f32 inputs are rounded to bf16 so
+  // that the product runs as bf16 x bf16 with f32 accumulation (AMX / AVX512-BF16 through
+  // oneDNN), as autocast does.
+  if (weight.dtype() == DType::BF16 && x.dtype() == DType::F32) return linear(x.to(DType::BF16), weight, bias);
   return linear(x, weight, bias);
 }
 
