@@ -1,6 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <bit>
 #include <cmath>
+#include <cstring>
+#include <limits>
 
 #include "mox/mox.h"
 
@@ -164,4 +167,33 @@ TEST(Tensor, ErrorsNameOpAndShapes) {
   EXPECT_THROW(zeros({2}).item<float>(), Error);
   EXPECT_THROW(zeros({2}).data<double>(), Error);
   EXPECT_THROW(Device::parse("tpu"), Error);
+}
+
+// The vectorised contiguous f32 <-> bf16 copies round exactly as bf16::from_float does
+// (nearest-even, quiet NaN), including ties, infinities, NaN and subnormals, and the strided
+// path agrees with them.
+TEST(Tensor, Bf16ConversionMatchesScalarRounding) {
+  std::vector<float> v = {0.0f, -0.0f, 1.0f, -1.5f, 3.14159f, 1e-40f, -1e-39f, 65504.0f, 1e38f, 3.4e38f,
+                          std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                          std::numeric_limits<float>::quiet_NaN(),
+                          std::bit_cast<float>(0x3f808000u),   // tie, even below: rounds down
+                          std::bit_cast<float>(0x3f818000u),   // tie, odd below: rounds up
+                          std::bit_cast<float>(0x7f7fffffu)};  // largest finite: rounds to inf
+  mox::Generator g(3);
+  for (int i = 0; i < 100000; i++) v.push_back(float(g.normal() * std::pow(10.0, double(i % 20) - 10)));
+  mox::Tensor x = mox::from_vector(v);
+  mox::Tensor b = x.to(mox::DType::BF16);
+  const uint16_t* bits = reinterpret_cast<const uint16_t*>(b.raw_data());
+  for (size_t i = 0; i < v.size(); i++) ASSERT_EQ(bits[i], mox::bf16::from_float(v[i])) << i << " " << v[i];
+  mox::Tensor back = b.to(mox::DType::F32);
+  for (size_t i = 0; i < v.size(); i++) {
+    float want = float(mox::bf16(v[i]));
+    float got = back.data<float>()[i];
+    if (std::isnan(want)) EXPECT_TRUE(std::isnan(got));
+    else ASSERT_EQ(got, want) << i;
+  }
+  // A strided (transposed) source takes the general path: the same values.
+  mox::Tensor m = x.slice(0, 0, 100000).reshape({1000, 100}).transpose(0, 1);
+  mox::Tensor mb = m.to(mox::DType::BF16).contiguous(), mc = m.contiguous().to(mox::DType::BF16);
+  EXPECT_EQ(0, std::memcmp(mb.raw_data(), mc.raw_data(), size_t(mb.numel()) * 2));
 }
