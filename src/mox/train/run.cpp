@@ -220,7 +220,8 @@ Experiment build_experiment(const io::Config& config, data::DataBundle bundle, c
   f.steps_per_epoch = tr.get_int("steps_per_epoch", 0);
   f.clip_grad_norm = tr.get_float("clip_grad_norm", 0.0);
   f.eval_batch_size = tr.get_int("eval_batch_size", 1000);
-  f.prefetch = tr.get_int("prefetch", 2);
+  f.prefetch = tr.get_int("prefetch", -1);
+  if (f.prefetch < -1) throw tr.error("prefetch", "must be >= 0 (or -1: automatic)");
   // Validation: the held-out split, or (as the Keras tutorials' validation_data) the test set.
   const std::string validate_on = tr.get_string("validate_on", "val");
   if (validate_on == "val") f.validation_data = e.data.val;

@@ -7,7 +7,8 @@
 //   [train]      epochs = 5, batch_size = 64, loss = "cross_entropy", seed = 0,
 //                init = "pytorch" | "keras", shuffle = true, steps_per_epoch = 0,
 //                clip_grad_norm = 0, label_smoothing = 0, eval_batch_size = 1000,
-//                prefetch = 2, threads = 0 (0: MOX_NUM_THREADS or all cores),
+//                prefetch = -1 (automatic: 2 with augmentation or data not held in memory,
+//                else 0), threads = 0 (0: MOX_NUM_THREADS or all cores),
 //                validate_on = "val" | "test" | "none" (the split behind the val_ metrics)
 //   [optimizer]  type = "adam" | "adamw" | "sgd" | "rmsprop" | "adagrad", lr, and the
 //                optimiser's options (betas, eps, weight_decay, momentum, nesterov, ...)

@@ -306,6 +306,12 @@ History Trainer::fit(std::shared_ptr<const data::Dataset> train, const FitOption
   lo.seed = o.seed;
   lo.drop_last = o.drop_last;
   lo.prefetch = o.prefetch;
+  if (lo.prefetch < 0) {
+    const data::Dataset* base = train.get();
+    while (auto* sub = dynamic_cast<const data::Subset*>(base)) base = sub->parent().get();
+    const bool in_memory = dynamic_cast<const data::TensorDataset*>(base) != nullptr;
+    lo.prefetch = (in_memory && !o.augment) ? 0 : 2;
+  }
   if (o.augment) {
     auto aug = o.augment;
     uint64_t seed = o.seed;

@@ -91,7 +91,12 @@ struct FitOptions {
   uint64_t seed = 0;             // shuffling and augmentation
   int64_t steps_per_epoch = 0;   // > 0: at most this many batches per epoch (short runs)
   bool drop_last = false;
-  int64_t prefetch = 2;          // batches prepared ahead on a background thread
+  // Batches prepared ahead on a background thread. -1 (auto): 2 when batches cost something
+  // to make (augmentation, or a data set that is not held as tensors), else 0: gathering
+  // rows of an in-memory tensor takes microseconds, and a third thread competing with the
+  // compute threads for the cores costs more than it saves (measured: the seed MLP's epoch
+  // on 2 cores is ~8% slower with prefetching).
+  int64_t prefetch = -1;
   // Training-time augmentation of a batch, run where the batch is prepared, with a
   // generator seeded by (seed, epoch, batch index).
   std::function<void(data::Batch&, Generator&)> augment;
