@@ -276,15 +276,23 @@ const std::vector<std::string>& config_sections() {
   return s;
 }
 
-Config parse_config(const std::string& text, const std::string& file) {
-  toml::table doc;
+namespace {
+
+// The TOML document, or one error line "file:LINE:COL: invalid TOML: ...".
+toml::table parse_toml(const std::string& text, const std::string& file) {
   try {
-    doc = toml::parse(text, file);
+    return toml::parse(text, file);
   } catch (const toml::parse_error& e) {
     const auto& b = e.source().begin;
     throw Error(file + ":" + std::to_string(b.line) + ":" + std::to_string(b.column),
                 "invalid TOML: " + std::string(e.description()));
   }
+}
+
+}  // namespace
+
+Config parse_config(const std::string& text, const std::string& file) {
+  toml::table doc = parse_toml(text, file);
   std::shared_ptr<ConfigTable> root = convert_table(doc, file, "");
 
   Config c;
@@ -369,14 +377,7 @@ void with_override_value(const std::string& value, F&& f) {
 std::string apply_overrides(const std::string& text, const std::string& file,
                             const std::vector<std::string>& overrides) {
   if (overrides.empty()) return text;
-  toml::table doc;
-  try {
-    doc = toml::parse(text, file);
-  } catch (const toml::parse_error& e) {
-    const auto& b = e.source().begin;
-    throw Error(file + ":" + std::to_string(b.line) + ":" + std::to_string(b.column),
-                "invalid TOML: " + std::string(e.description()));
-  }
+  toml::table doc = parse_toml(text, file);
   for (const std::string& o : overrides) {
     const std::string where = "--set " + o;
     size_t eq = o.find('=');

@@ -1,4 +1,5 @@
 #include "mox/data/datasets/csv.h"
+#include "mox/data/datasets/csv_records.h"
 
 #include <algorithm>
 #include <charconv>
@@ -10,24 +11,11 @@
 
 namespace mox::data {
 
-namespace {
-
-struct Record {
-  int64_t line;  // 1-based line where the record starts (a quoted field may span lines)
-  std::vector<std::string> fields;
-};
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string where(const std::string& path, int64_t line) { return path + ":" + std::to_string(line); }
-
 // Splits the text into records of fields (RFC 4180). Blank lines yield no record.
-std::vector<Record> parse_records(std::string_view text, char delim, const std::string& path) {
+std::vector<CsvRecord> parse_csv_records(std::string_view text, char delim, const std::string& path) {
   if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // UTF-8 BOM
-  std::vector<Record> records;
-  Record rec{1, {}};
+  std::vector<CsvRecord> records;
+  CsvRecord rec{1, {}};
   std::string field;
   int64_t line = 1;
   size_t i = 0;
@@ -35,9 +23,9 @@ std::vector<Record> parse_records(std::string_view text, char delim, const std::
   auto end_record = [&]() {
     rec.fields.push_back(std::move(field));
     field.clear();
-    bool blank = rec.fields.size() == 1 && rec.fields[0].empty();
+    bool blank = rec.fields.size() == 1 && csv_trim(rec.fields[0]).empty();
     if (!blank) records.push_back(std::move(rec));
-    rec = Record{line, {}};
+    rec = CsvRecord{line, {}};
   };
   while (i < n) {
     char c = text[i];
@@ -46,7 +34,7 @@ std::vector<Record> parse_records(std::string_view text, char delim, const std::
       const int64_t start_line = line;
       i++;
       while (true) {
-        if (i >= n) throw Error(where(path, start_line), "unterminated quoted field");
+        if (i >= n) throw Error(path + ":" + std::to_string(start_line), "unterminated quoted field");
         char q = text[i];
         if (q == '"') {
           if (i + 1 < n && text[i + 1] == '"') {
@@ -62,7 +50,7 @@ std::vector<Record> parse_records(std::string_view text, char delim, const std::
         i++;
       }
       if (i < n && text[i] != delim && text[i] != '\n' && text[i] != '\r')
-        throw Error(where(path, line), "field " + std::to_string(rec.fields.size() + 1) +
+        throw Error(path + ":" + std::to_string(line), "field " + std::to_string(rec.fields.size() + 1) +
                                            ": unexpected character after the closing quote");
       continue;
     }
@@ -84,27 +72,36 @@ std::vector<Record> parse_records(std::string_view text, char delim, const std::
   return records;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+std::string_view csv_trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
   return s;
 }
 
-bool parse_float(std::string_view s, float* out) {
-  s = trim(s);
+bool parse_csv_float(std::string_view s, float* out) {
+  s = csv_trim(s);
   if (!s.empty() && s.front() == '+') s.remove_prefix(1);
   if (s.empty()) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
   return ec == std::errc() && p == s.data() + s.size();
 }
 
-bool parse_int(std::string_view s, int64_t* out) {
-  s = trim(s);
+bool parse_csv_int(std::string_view s, int64_t* out) {
+  s = csv_trim(s);
   if (!s.empty() && s.front() == '+') s.remove_prefix(1);
   if (s.empty()) return false;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
   return ec == std::errc() && p == s.data() + s.size();
 }
+
+
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string where(const std::string& path, int64_t line) { return path + ":" + std::to_string(line); }
 
 std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
@@ -134,15 +131,15 @@ CsvTable load_csv(const std::string& path, const CsvOptions& opt) {
   const std::vector<uint8_t> bytes = read_file_bytes(path);
   std::string base = ends_with(path, ".gz") ? path.substr(0, path.size() - 3) : path;
   const char delim = opt.delimiter ? opt.delimiter : (ends_with(base, ".tsv") ? '\t' : ',');
-  std::vector<Record> records =
-      parse_records(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), delim, path);
+  std::vector<CsvRecord> records =
+      parse_csv_records(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), delim, path);
   if (records.empty()) throw Error(path, "empty table");
 
   CsvTable table;
   const size_t ncols = records[0].fields.size();
   const int64_t first_line = records[0].line;
   if (opt.header) {
-    for (const std::string& c : records[0].fields) table.columns.emplace_back(trim(c));
+    for (const std::string& c : records[0].fields) table.columns.emplace_back(csv_trim(c));
   } else {
     for (size_t c = 0; c < ncols; c++) table.columns.push_back("col" + std::to_string(c));
   }
@@ -180,19 +177,19 @@ CsvTable load_csv(const std::string& path, const CsvOptions& opt) {
   float* x = inputs.data<float>();
   std::vector<std::string> labels(static_cast<size_t>(N));
   for (int64_t r = 0; r < N; r++) {
-    Record& rec = records[body + size_t(r)];
+    CsvRecord& rec = records[body + size_t(r)];
     if (rec.fields.size() != ncols)
       throw Error(where(path, rec.line), "expected " + std::to_string(ncols) + " fields (as on line " +
                                              std::to_string(first_line) + "), found " + std::to_string(rec.fields.size()));
     float* row = x + r * F;
     for (size_t f = 0; f < feature_cols.size(); f++) {
       const size_t c = feature_cols[f];
-      if (!parse_float(rec.fields[c], &row[f]))
+      if (!parse_csv_float(rec.fields[c], &row[f]))
         throw Error(where(path, rec.line), "column " + quoted(table.columns[c]) + ": " +
-                                               (trim(rec.fields[c]).empty() ? std::string("empty feature value")
+                                               (csv_trim(rec.fields[c]).empty() ? std::string("empty feature value")
                                                                             : "non-numeric feature value " + quoted(rec.fields[c])));
     }
-    labels[size_t(r)] = std::string(trim(rec.fields[label]));
+    labels[size_t(r)] = std::string(csv_trim(rec.fields[label]));
   }
 
   Tensor targets;
@@ -200,7 +197,7 @@ CsvTable load_csv(const std::string& path, const CsvOptions& opt) {
     targets = empty({N, 1}, DType::F32);
     float* y = targets.data<float>();
     for (int64_t r = 0; r < N; r++)
-      if (!parse_float(labels[size_t(r)], &y[r]))
+      if (!parse_csv_float(labels[size_t(r)], &y[r]))
         throw Error(where(path, records[body + size_t(r)].line),
                     "column " + quoted(table.label_name) + ": non-numeric regression target " + quoted(labels[size_t(r)]));
   } else {
@@ -212,13 +209,13 @@ CsvTable load_csv(const std::string& path, const CsvOptions& opt) {
     bool numeric = true;
     for (const std::string& c : classes) {
       int64_t v;
-      numeric = numeric && parse_int(c, &v);
+      numeric = numeric && parse_csv_int(c, &v);
     }
     if (numeric) {
       // Canonical spelling, so that "7", "07" and "+7" are one class.
       for (std::string& l : labels) {
         int64_t v = 0;
-        parse_int(l, &v);
+        parse_csv_int(l, &v);
         l = std::to_string(v);
       }
       classes = labels;
@@ -226,8 +223,8 @@ CsvTable load_csv(const std::string& path, const CsvOptions& opt) {
       classes.erase(std::unique(classes.begin(), classes.end()), classes.end());
       std::sort(classes.begin(), classes.end(), [](const std::string& a, const std::string& b) {
         int64_t va = 0, vb = 0;
-        parse_int(a, &va);
-        parse_int(b, &vb);
+        parse_csv_int(a, &va);
+        parse_csv_int(b, &vb);
         return va < vb;
       });
     }

@@ -12,6 +12,7 @@
 #include "mox/data/datasets/idx.h"
 #include "mox/data/datasets/image_file.h"
 #include "mox/data/pipeline.h"
+#include "mox/data/datasets/csv_records.h"
 #include "mox/io/file_util.h"
 #include "mox/ops/ops.h"
 
@@ -53,28 +54,6 @@ Kind model_kind(FileKind k) {
   return k == FileKind::Table ? Kind::Table : k == FileKind::Text ? Kind::Text : Kind::Image;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
-  return s;
-}
-
-bool parse_float(std::string_view s, float* out) {
-  s = trim(s);
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
-  if (s.empty()) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && p == s.data() + s.size();
-}
-
-bool parse_int(std::string_view s, int64_t* out) {
-  s = trim(s);
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
-  if (s.empty()) return false;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
-  return ec == std::errc() && p == s.data() + s.size();
-}
-
 // ---------------------------------------------------------------- images
 
 void check_image_shape(const std::string& path, const Shape& one, const Preprocessor& pre) {
@@ -105,63 +84,6 @@ Tensor idx_images(const std::string& path, const Preprocessor& pre) {
 
 // ---------------------------------------------------------------- tables
 
-struct Record {
-  int64_t line;
-  std::vector<std::string> fields;
-};
-
-// RFC 4180 records (quoted fields may hold delimiters, newlines and ""); blank lines skipped.
-std::vector<Record> parse_records(std::string_view text, char delim, const std::string& path) {
-  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
-  std::vector<Record> records;
-  Record rec{1, {}};
-  std::string field;
-  int64_t line = 1;
-  size_t i = 0;
-  const size_t n = text.size();
-  auto end_record = [&]() {
-    rec.fields.push_back(std::move(field));
-    field.clear();
-    if (!(rec.fields.size() == 1 && trim(rec.fields[0]).empty())) records.push_back(std::move(rec));
-    rec = Record{line, {}};
-  };
-  while (i < n) {
-    const char c = text[i];
-    if (c == '"' && field.empty()) {
-      const int64_t start = line;
-      for (i++;; i++) {
-        MOX_CHECK(i < n, path + ":" + std::to_string(start), "unterminated quoted field");
-        if (text[i] == '"') {
-          if (i + 1 < n && text[i + 1] == '"') {
-            field += '"';
-            i++;
-            continue;
-          }
-          i++;
-          break;
-        }
-        if (text[i] == '\n') line++;
-        field += text[i];
-      }
-      continue;
-    }
-    if (c == delim) {
-      rec.fields.push_back(std::move(field));
-      field.clear();
-      i++;
-    } else if (c == '\n' || c == '\r') {
-      i += (c == '\r' && i + 1 < n && text[i + 1] == '\n') ? 2 : 1;
-      line++;
-      end_record();
-    } else {
-      field += c;
-      i++;
-    }
-  }
-  if (!field.empty() || !rec.fields.empty()) end_record();
-  return records;
-}
-
 std::string joined(const std::vector<std::string>& v) {
   std::string s;
   for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
@@ -183,16 +105,16 @@ TablePart read_table(const std::string& path, const Preprocessor& pre) {
   std::transform(base.begin(), base.end(), base.begin(), [](unsigned char c) { return char(std::tolower(c)); });
   if (ends_with(base, ".gz")) base.resize(base.size() - 3);
   const char delim = ends_with(base, ".tsv") ? '\t' : ',';
-  std::vector<Record> records =
-      parse_records(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), delim, path);
+  std::vector<CsvRecord> records =
+      parse_csv_records(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), delim, path);
   MOX_CHECK(!records.empty(), path, "empty table");
   const size_t F = pre.feature_names.size();
   MOX_CHECK(F > 0 && int64_t(F) == pre.input_shape.at(0), path, "the preprocessor names no feature columns");
 
   // Header: the first row holds every feature name.
-  const Record& first = records[0];
+  const CsvRecord& first = records[0];
   std::vector<std::string> head;
-  for (const auto& f : first.fields) head.emplace_back(trim(f));
+  for (const auto& f : first.fields) head.emplace_back(csv_trim(f));
   std::vector<size_t> cols(F);
   bool header = true;
   for (size_t f = 0; f < F && header; f++) {
@@ -209,7 +131,7 @@ TablePart read_table(const std::string& path, const Preprocessor& pre) {
   } else {
     bool numeric = true;
     float v;
-    for (const auto& f : first.fields) numeric = numeric && parse_float(f, &v);
+    for (const auto& f : first.fields) numeric = numeric && parse_csv_float(f, &v);
     if (!numeric) {
       std::string missing;
       for (const auto& name : pre.feature_names)
@@ -230,31 +152,31 @@ TablePart read_table(const std::string& path, const Preprocessor& pre) {
   bool numeric_classes = !pre.class_names.empty();
   for (size_t k = 0; k < pre.class_names.size(); k++) {
     int64_t v;
-    numeric_classes = numeric_classes && parse_int(pre.class_names[k], &v);
+    numeric_classes = numeric_classes && parse_csv_int(pre.class_names[k], &v);
     class_index[pre.class_names[k]] = int64_t(k);
   }
   const size_t ncols = first.fields.size();
   for (size_t r = body; r < records.size(); r++) {
-    const Record& rec = records[r];
+    const CsvRecord& rec = records[r];
     const std::string at = path + ":" + std::to_string(rec.line);
     MOX_CHECK(rec.fields.size() == ncols, at,
               "expected " + std::to_string(ncols) + " fields (as on line " + std::to_string(first.line) + "), found " +
                   std::to_string(rec.fields.size()));
     for (size_t f = 0; f < F; f++) {
       float v;
-      MOX_CHECK(parse_float(rec.fields[cols[f]], &v), at,
+      MOX_CHECK(parse_csv_float(rec.fields[cols[f]], &v), at,
                 "column '" + pre.feature_names[f] + "': non-numeric feature value '" + rec.fields[cols[f]] + "'");
       part.values.push_back(v);
     }
     if (part.has_targets) {
-      std::string label(trim(rec.fields[size_t(label_col)]));
+      std::string label(csv_trim(rec.fields[size_t(label_col)]));
       if (pre.task == Task::Regression) {
         float y;
-        MOX_CHECK(parse_float(label, &y), at, "column '" + pre.label_name + "': non-numeric target '" + label + "'");
+        MOX_CHECK(parse_csv_float(label, &y), at, "column '" + pre.label_name + "': non-numeric target '" + label + "'");
         part.values_y.push_back(y);
       } else {
         int64_t v;
-        if (numeric_classes && parse_int(label, &v)) label = std::to_string(v);
+        if (numeric_classes && parse_csv_int(label, &v)) label = std::to_string(v);
         auto it = class_index.find(label);
         MOX_CHECK(it != class_index.end(), at,
                   "column '" + pre.label_name + "': class '" + label + "' is not one of the model's classes (" +
@@ -288,7 +210,7 @@ void read_text_lines(const std::string& path, std::vector<std::string>& texts, s
     std::string_view l(text.data() + start, end - start);
     line++;
     if (!l.empty() && l.back() == '\r') l.remove_suffix(1);
-    if (!trim(l).empty()) {
+    if (!csv_trim(l).empty()) {
       texts.emplace_back(l);
       names.push_back(label + ":" + std::to_string(line));
     }
