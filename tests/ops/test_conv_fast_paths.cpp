@@ -10,6 +10,7 @@
 #include <cmath>
 #include <limits>
 
+#include "ops_test_util.h"
 #include "gradcheck.h"
 #include "mox/nn/nn.h"
 #include "mox/ops/ops.h"
@@ -20,27 +21,9 @@ using mox::testing::rnd;
 
 namespace {
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
-  EXPECT_EQ(x.size(), y.size());
-  double m = 0;
-  for (size_t i = 0; i < x.size() && i < y.size(); i++) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
-}
-
-double max_abs(const Tensor& a) {
-  double m = 0;
-  for (double v : a.to_vector<double>()) m = std::max(m, std::abs(v));
-  return m;
-}
-
-template <typename Fn> auto with_threads(int n, Fn&& fn) {
-  int prev = get_num_threads();
-  set_num_threads(n);
-  auto r = fn();
-  set_num_threads(prev);
-  return r;
-}
+using mox::testing::max_abs;
+using mox::testing::max_abs_diff;
+using mox::testing::with_threads;
 
 // Naive f64 convolution, stride 1, no padding, one group.
 std::vector<double> naive_valid_conv(const Tensor& x, const Tensor& w, const Tensor& b) {

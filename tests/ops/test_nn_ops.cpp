@@ -4,6 +4,7 @@
 
 #include <cmath>
 
+#include "ops_test_util.h"
 #include "gradcheck.h"
 #include "ops/ops_fixtures.h"
 
@@ -43,28 +44,9 @@ Tensor naive_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Con
   return from_vector(out, {N, O, Ho, Wo});
 }
 
-double max_abs_diff(const Tensor& a, const Tensor& b) {
-  std::vector<double> x = a.to_vector<double>(), y = b.to_vector<double>();
-  EXPECT_EQ(x.size(), y.size());
-  double m = 0;
-  for (size_t i = 0; i < x.size(); i++) m = std::max(m, std::abs(x[i] - y[i]));
-  return m;
-}
-
-double max_abs(const Tensor& a) {
-  double m = 0;
-  for (double v : a.to_vector<double>()) m = std::max(m, std::abs(v));
-  return m;
-}
-
-// Runs fn with n threads, then restores the previous count.
-template <typename Fn> auto with_threads(int n, Fn&& fn) {
-  int prev = get_num_threads();
-  set_num_threads(n);
-  auto r = fn();
-  set_num_threads(prev);
-  return r;
-}
+using mox::testing::max_abs;
+using mox::testing::max_abs_diff;
+using mox::testing::with_threads;
 
 }  // namespace
 

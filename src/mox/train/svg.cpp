@@ -348,12 +348,14 @@ std::string format_tick(double value, double step) {
   return buf;
 }
 
-std::string line_chart(const std::string& title, const std::string& x_label,
-                       const std::string& y_label, const std::vector<Series>& series,
-                       const ChartOptions& options) {
-  check_size("line_chart", options.width, options.height);
-  check_series("line_chart", series);
-  const bool log_y = options.log_y;
+namespace {
+
+// The range of the drawable points of all series; a unit range (a decade on a log axis)
+// when there are none.
+struct Extent {
+  double xmin, xmax, ymin, ymax;
+};
+Extent data_extent(const std::vector<Series>& series, bool log_y) {
   double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
   for (const auto& s : series)
     for (size_t i = 0; i < s.x.size(); ++i)
@@ -363,6 +365,18 @@ std::string line_chart(const std::string& title, const std::string& x_label,
       }
   if (!(xmin <= xmax)) { xmin = 0; xmax = 1; }
   if (!(ymin <= ymax)) { ymin = log_y ? 1 : 0; ymax = log_y ? 10 : 1; }
+  return {xmin, xmax, ymin, ymax};
+}
+
+}  // namespace
+
+std::string line_chart(const std::string& title, const std::string& x_label,
+                       const std::string& y_label, const std::vector<Series>& series,
+                       const ChartOptions& options) {
+  check_size("line_chart", options.width, options.height);
+  check_series("line_chart", series);
+  const bool log_y = options.log_y;
+  auto [xmin, xmax, ymin, ymax] = data_extent(series, log_y);
 
   std::vector<std::string> names;
   for (const auto& s : series) names.push_back(s.name);
@@ -532,15 +546,7 @@ std::string scatter_chart(const std::string& title, const std::string& x_label,
   check_size("scatter_chart", options.width, options.height);
   check_series("scatter_chart", series);
   const bool log_y = options.log_y && !identity_line;
-  double xmin = INFINITY, xmax = -INFINITY, ymin = INFINITY, ymax = -INFINITY;
-  for (const auto& s : series)
-    for (size_t i = 0; i < s.x.size(); ++i)
-      if (drawable(s.x[i], s.y[i], log_y)) {
-        xmin = std::min(xmin, s.x[i]); xmax = std::max(xmax, s.x[i]);
-        ymin = std::min(ymin, s.y[i]); ymax = std::max(ymax, s.y[i]);
-      }
-  if (!(xmin <= xmax)) { xmin = 0; xmax = 1; }
-  if (!(ymin <= ymax)) { ymin = log_y ? 1 : 0; ymax = log_y ? 10 : 1; }
+  auto [xmin, xmax, ymin, ymax] = data_extent(series, log_y);
   if (identity_line) {
     xmin = ymin = std::min(xmin, ymin);
     xmax = ymax = std::max(xmax, ymax);
