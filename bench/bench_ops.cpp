@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -113,6 +114,36 @@ void bench_lstm(const std::string& name) {
          }));
 }
 
+// Causal self-attention q, k, v [32, 4, 128, 32] (f32, requiring grad): forward and
+// sum(output).backward(). "attention_fwd_bwd": the fused kernel
+// (scaled_dot_product_attention); "attention_naive_fwd_bwd": the composition of mox ops
+// softmax(q k^T / sqrt(d) + mask) v, which stores the [32, 4, 128, 128] scores. PyTorch
+// 1.13 has no fused attention, so its side runs that explicit composition in both cases.
+void bench_attention(const std::string& name, bool fused) {
+  const int64_t B = 32, H = 4, T = 128, D = 32;
+  mox::Generator g(7);
+  Tensor q = mox::randn({B, H, T, D}, &g), k = mox::randn({B, H, T, D}, &g),
+         v = mox::randn({B, H, T, D}, &g);
+  for (Tensor* t : {&q, &k, &v}) t->requires_grad_(true);
+  // additive mask: 0 on and below the diagonal, -inf above
+  Tensor mask = mox::empty({T, T});
+  float* pm = mask.data<float>();
+  for (int64_t i = 0; i < T; i++)
+    for (int64_t j = 0; j < T; j++) pm[i * T + j] = j > i ? -INFINITY : 0.0f;
+  const double scale = 1.0 / std::sqrt(double(D));
+  report(name, "mox", median_seconds([&] {
+           for (Tensor* t : {&q, &k, &v}) t->zero_grad();
+           Tensor o = fused ? mox::scaled_dot_product_attention(q, k, v, true)
+                            : mox::matmul(mox::softmax(mox::add(mox::mul(mox::matmul(
+                                                                    q, k.transpose(-2, -1)),
+                                                                scale),
+                                                       mask),
+                                              -1),
+                                          v);
+           mox::sum(o).backward();
+         }));
+}
+
 const std::vector<std::pair<std::string, std::function<void(const std::string&)>>>& cases() {
   static const std::vector<std::pair<std::string, std::function<void(const std::string&)>>> c = {
       {"sgemm_256", [](const std::string& n) { bench_sgemm(n, 256); }},
@@ -124,6 +155,8 @@ const std::vector<std::pair<std::string, std::function<void(const std::string&)>
       {"softmax", bench_softmax},
       {"layer_norm", bench_layer_norm},
       {"lstm_fwd_bwd", bench_lstm},
+      {"attention_fwd_bwd", [](const std::string& n) { bench_attention(n, true); }},
+      {"attention_naive_fwd_bwd", [](const std::string& n) { bench_attention(n, false); }},
   };
   return c;
 }

@@ -13,6 +13,7 @@ reference BLAS; if /proc/self/maps shows that, the script re-executes itself wit
 LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu/openblas-openmp (the dynamic loader reads that
 variable only at start-up, hence the re-exec).
 """
+import math
 import os
 import sys
 import time
@@ -124,6 +125,23 @@ def bench_lstm():
     return median_seconds(step)
 
 
+def bench_attention():
+    # torch 1.13 has no fused attention: the explicit softmax(q k^T / sqrt(d) + mask) v,
+    # forward and sum(output).backward(), q, k, v [32, 4, 128, 32] causal.
+    g = torch.Generator().manual_seed(7)
+    B, H, T, D = 32, 4, 128, 32
+    q, k, v = (torch.randn(B, H, T, D, generator=g).requires_grad_() for _ in range(3))
+    mask = torch.full((T, T), float("-inf")).triu(1)
+    scale = 1.0 / math.sqrt(D)
+
+    def step():
+        for t in (q, k, v):
+            t.grad = None
+        o = torch.softmax(q @ k.transpose(-2, -1) * scale + mask, -1) @ v
+        o.sum().backward()
+    return median_seconds(step)
+
+
 CASES = {
     "sgemm_256": lambda: bench_sgemm(256),
     "sgemm_512": lambda: bench_sgemm(512),
@@ -134,6 +152,8 @@ CASES = {
     "softmax": bench_softmax,
     "layer_norm": bench_layer_norm,
     "lstm_fwd_bwd": bench_lstm,
+    "attention_fwd_bwd": bench_attention,
+    "attention_naive_fwd_bwd": bench_attention,
 }
 
 

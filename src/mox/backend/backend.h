@@ -184,6 +184,27 @@ class Backend {
                               const RmspropParams& p) = 0;
   virtual void adagrad_update(const Tensor& param, const Tensor& grad, const Tensor& state_sum,
                               const AdagradParams& p) = 0;
+
+  // ---- fused scaled dot-product attention (contiguous f32/f64) ----
+  // q [B,H,Tq,D], k and v [B,H,Tk,D]; key_padding_mask undefined or u8 [B,Tk] (nonzero =
+  // padding: that key is hidden from every query of batch b). causal: query i (0-based among
+  // the Tq) sees keys 0 .. Tk - Tq + i (the KV-cache convention: the queries are the last Tq
+  // positions). out [B,H,Tq,D]; lse [B,H,Tq] (q's dtype) receives each row's logsumexp of its
+  // visible scaled scores, -inf for a row that sees no key (its output is 0).
+  // Never forms a Tq x Tk matrix: the kernels work on tiles of queries x tiles of keys.
+  virtual void attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                         const Tensor& key_padding_mask, bool causal, double scale,
+                         const Tensor& out, const Tensor& lse) {
+    throw Error("attention", "not supported by this backend");
+  }
+  // Gradients from gout [B,H,Tq,D], given the forward's out and lse; gq, gk, gv (shaped like
+  // q, k, v, contiguous) are overwritten. Rows that saw no key give zero gradients.
+  virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                  const Tensor& key_padding_mask, bool causal, double scale,
+                                  const Tensor& out, const Tensor& lse, const Tensor& gout,
+                                  const Tensor& gq, const Tensor& gk, const Tensor& gv) {
+    throw Error("attention_backward", "not supported by this backend");
+  }
 };
 
 Backend& backend_for(Device d);

@@ -180,4 +180,17 @@ Tensor kl_div(const Tensor& input, const Tensor& target, const std::string& redu
               bool log_target = false);
 Tensor apply_reduction(const Tensor& losses, const std::string& reduction, const char* op);
 
+// ---------- attention (attention.cpp) ----------
+// softmax(q k^T * scale + mask) v in one fused kernel with its own backward, never forming
+// the Tq x Tk score matrix. q [B,H,Tq,D], k and v [B,H,Tk,D] (same float dtype) -> [B,H,Tq,D].
+// scale < 0 means 1/sqrt(D). causal: query i (0-based among the Tq) attends keys
+// 0 .. Tk - Tq + i, i.e. the queries are the last Tq positions of the key sequence (the
+// KV-cache convention; with Tq == Tk this is the usual lower-triangular mask).
+// key_padding_mask: optional [B,Tk] u8 (or integer) tensor, nonzero = padding key, hidden
+// from every query. A query that sees no key at all (every key padded, or Tq > Tk with
+// causal) gets output 0 and contributes zero gradient (PyTorch would give NaN).
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    bool causal, double scale = -1.0,
+                                    const Tensor& key_padding_mask = Tensor());
+
 }  // namespace mox

@@ -82,6 +82,15 @@ class CpuBackend final : public Backend {
                       const RmspropParams& p) override;
   void adagrad_update(const Tensor& param, const Tensor& grad, const Tensor& state_sum,
                       const AdagradParams& p) override;
+
+  // cpu_attention.cpp
+  void attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                 const Tensor& key_padding_mask, bool causal, double scale, const Tensor& out,
+                 const Tensor& lse) override;
+  void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
+                          const Tensor& key_padding_mask, bool causal, double scale,
+                          const Tensor& out, const Tensor& lse, const Tensor& gout,
+                          const Tensor& gq, const Tensor& gk, const Tensor& gv) override;
 };
 
 }  // namespace mox

@@ -1,0 +1,481 @@
+// Fused scaled dot-product attention, FlashAttention-2 style, forward and backward.
+//
+// Forward: each work item is one (batch, head, tile of kBq queries). It walks the key/value
+// tiles (kBk keys each) once, computing that tile's scores from q and k, applying the causal
+// and padding masks, and folding them into a running max m, running sum l and running
+// weighted sum of values per query row (the online softmax). The row's logsumexp m + log l
+// is saved for the backward. Work items are independent, so they are spread over OpenMP
+// threads and the result does not depend on the thread count.
+//
+// Backward: per (batch, head) (one thread each, so dK/dV need no synchronisation), for each
+// key tile: recompute the scores of every query tile that can see it, P = exp(S - lse),
+// dP = dO V^T, dS = P * (dP - D_i) with D_i = rowsum(dO_i * O_i), and accumulate
+// dV += P^T dO, dK += scale dS^T Q, dQ += scale dS K.
+//
+// By design no buffer here is Tq x Tk: the largest per-thread buffers are kBq x kBk score
+// tiles, D x kBk transposed key/value tiles and O(Tq) row statistics.
+// Inner loops run over a full tile width kBk (a compile-time constant, key columns past the
+// end are zero-padded and masked) or over D, and are compiled per instruction set (MOX_SIMD)
+// for f32; f64 (gradient tests) uses the portable code with libm's exp.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "mox/backend/cpu/cpu_backend.h"
+#include "mox/backend/cpu/math.h"
+#include "mox/backend/cpu/simd.h"
+
+namespace mox {
+
+namespace {
+
+constexpr int64_t kBq = 32;  // queries per tile
+constexpr int64_t kBk = 64;  // keys per tile
+
+template <typename T> constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+
+// Lanes for the row reductions (max, sum): a fixed count so that GCC vectorises them
+// without -ffast-math and the summation order is fixed.
+template <typename T> constexpr int kLanes = 64 / sizeof(T);
+
+template <typename T> MOX_INLINE T tile_row_max(const T* s) {
+  constexpr int L = kLanes<T>;
+  T acc[L];
+  for (int j = 0; j < L; j++) acc[j] = kNegInf<T>;
+  for (int64_t i = 0; i < kBk; i += L)
+    for (int j = 0; j < L; j++) acc[j] = s[i + j] > acc[j] ? s[i + j] : acc[j];
+  T m = kNegInf<T>;
+  for (int j = 0; j < L; j++) m = acc[j] > m ? acc[j] : m;
+  return m;
+}
+
+// s[j] = exp(s[j] - m) over a tile row; returns the sum.
+template <typename T> MOX_INLINE T tile_row_exp_sum(T* s, T m) {
+  constexpr int L = kLanes<T>;
+  T acc[L] = {};
+  for (int64_t i = 0; i < kBk; i += L)
+    for (int j = 0; j < L; j++) {
+      T e = cpu::m_exp(s[i + j] - m);
+      s[i + j] = e;
+      acc[j] += e;
+    }
+  T sum = 0;
+  for (int j = 0; j < L; j++) sum += acc[j];
+  return sum;
+}
+
+// kt[d][j] = k[j][d] for j < nk, 0 beyond (a D x kBk tile).
+template <typename T> MOX_INLINE void load_transposed(const T* k, int64_t nk, int64_t D, T* kt) {
+  for (int64_t d = 0; d < D; d++) {
+    T* row = kt + d * kBk;
+    for (int64_t j = 0; j < kBk; j++) row[j] = 0;
+  }
+  for (int64_t j = 0; j < nk; j++)
+    for (int64_t d = 0; d < D; d++) kt[d * kBk + j] = k[j * D + d];
+}
+
+// S[i][:] = a_i . bt[:, :] for nq rows of a ([nq][D]) against a transposed tile bt [D][kBk].
+template <typename T>
+MOX_INLINE void tile_products(const T* a, const T* bt, int64_t nq, int64_t D, T* S) {
+  int64_t i = 0;
+  // four rows at a time: each load of bt feeds four multiply-adds
+  for (; i + 4 <= nq; i += 4) {
+    T acc[4][kBk] = {};  // kept in registers across the loop over d
+    for (int64_t d = 0; d < D; d++) {
+      const T x0 = a[i * D + d], x1 = a[(i + 1) * D + d], x2 = a[(i + 2) * D + d],
+              x3 = a[(i + 3) * D + d];
+      const T* br = bt + d * kBk;
+      for (int64_t j = 0; j < kBk; j++) {
+        acc[0][j] += x0 * br[j];
+        acc[1][j] += x1 * br[j];
+        acc[2][j] += x2 * br[j];
+        acc[3][j] += x3 * br[j];
+      }
+    }
+    for (int r = 0; r < 4; r++)
+      for (int64_t j = 0; j < kBk; j++) S[(i + r) * kBk + j] = acc[r][j];
+  }
+  for (; i < nq; i++) {
+    T acc[kBk] = {};  // a row of the tile, kept in registers across the loop over d
+    for (int64_t d = 0; d < D; d++) {
+      const T x = a[i * D + d];
+      const T* br = bt + d * kBk;
+      for (int64_t j = 0; j < kBk; j++) acc[j] += x * br[j];
+    }
+    T* s = S + i * kBk;
+    for (int64_t j = 0; j < kBk; j++) s[j] = acc[j];
+  }
+}
+
+// Hides the invisible scores of a tile (queries q0.., keys k0.., nk valid keys): key
+// columns past nk, keys after the causal limit, padding keys (pad points at key k0's flag).
+template <typename T>
+MOX_INLINE void mask_tile(T* S, int64_t nq, int64_t nk, int64_t q0, int64_t k0, int64_t off,
+                          bool causal, const uint8_t* pad) {
+  for (int64_t i = 0; i < nq; i++) {
+    T* s = S + i * kBk;
+    // keys j (tile-relative) <= lim are visible: j < nk and, if causal, k0 + j <= q0 + i + off
+    int64_t lim = nk - 1;
+    if (causal) lim = std::min(lim, q0 + i + off - k0);
+    for (int64_t j = 0; j < kBk; j++) s[j] = j > lim ? kNegInf<T> : s[j];
+    if (pad)
+      for (int64_t j = 0; j < nk; j++) s[j] = pad[j] ? kNegInf<T> : s[j];
+  }
+}
+
+// out[:D] += alpha * sum_r coef[r * cstride] * rows[r][:D]. With D known at compile time
+// (DC > 0) the output row is held in registers over the rows instead of being loaded and
+// stored for each. (No early skip of zero coefficients: with it, GCC 12's x86-64-v4 clone
+// gave wrong dK for D = 16; Attention.F32GradientsMatchF64 covers this.)
+template <typename T, int DC>
+MOX_INLINE void axpy_rows(T* out, const T* coef, int64_t cstride,
+                          const T* rows, int64_t n, int64_t D, T alpha) {
+  if constexpr (DC > 0) {
+    T acc[DC];
+    for (int d = 0; d < DC; d++) acc[d] = out[d];
+    for (int64_t r = 0; r < n; r++) {
+      const T c = alpha * coef[r * cstride];
+      const T* rr = rows + r * DC;
+      for (int d = 0; d < DC; d++) acc[d] += c * rr[d];
+    }
+    for (int d = 0; d < DC; d++) out[d] = acc[d];
+  } else {
+    for (int64_t r = 0; r < n; r++) {
+      const T c = alpha * coef[r * cstride];
+      const T* rr = rows + r * D;
+      for (int64_t d = 0; d < D; d++) out[d] += c * rr[d];
+    }
+  }
+}
+
+template <typename T> struct AttnArgs {
+  const T *q, *k, *v;
+  const uint8_t* mask;  // [B, Tk] or null
+  T *o, *lse;
+  const T* go;     // backward only
+  T *gq, *gk, *gv;  // backward only
+  int64_t B, H, Tq, Tk, D;
+  bool causal;
+  T scale;
+};
+
+template <typename T> int64_t fwd_workspace(int64_t D) {
+  return kBq * D /*qs*/ + D * kBk /*kt*/ + kBq * kBk /*S*/ + kBq * D /*acc*/ + 2 * kBq /*m, l*/;
+}
+
+// One (b, h, query tile) of the forward.
+// DC: the head size D when known at compile time (common sizes, so that the loops over D
+// unroll and their accumulators stay in registers), 0 for any other D.
+template <typename T, int DC>
+MOX_INLINE void fwd_item(const AttnArgs<T>& a, int64_t item, T* ws) {
+  const int64_t D = DC ? DC : a.D, Tq = a.Tq, Tk = a.Tk;
+  const int64_t nqt = (Tq + kBq - 1) / kBq;
+  const int64_t bh = item / nqt, q0 = (item % nqt) * kBq, nq = std::min(kBq, Tq - q0);
+  const int64_t b = bh / a.H;
+  const T* q = a.q + (bh * Tq + q0) * D;
+  const T* k = a.k + bh * Tk * D;
+  const T* v = a.v + bh * Tk * D;
+  const uint8_t* pad = a.mask ? a.mask + b * Tk : nullptr;
+  T* o = a.o + (bh * Tq + q0) * D;
+  T* lse = a.lse + bh * Tq + q0;
+  const int64_t off = Tk - Tq;
+
+  T* qs = ws;
+  T* kt = qs + kBq * D;
+  T* S = kt + D * kBk;
+  T* acc = S + kBq * kBk;
+  T* m = acc + kBq * D;
+  T* l = m + kBq;
+  for (int64_t i = 0; i < nq * D; i++) {
+    qs[i] = q[i] * a.scale;
+    acc[i] = 0;
+  }
+  for (int64_t i = 0; i < nq; i++) {
+    m[i] = kNegInf<T>;
+    l[i] = 0;
+  }
+  // keys past the last query's causal limit are invisible to the whole tile
+  const int64_t kend = a.causal ? std::min(Tk, q0 + nq + off) : Tk;
+  for (int64_t k0 = 0; k0 < kend; k0 += kBk) {
+    const int64_t nk = std::min(kBk, kend - k0);
+    load_transposed(k + k0 * D, nk, D, kt);
+    tile_products(qs, kt, nq, D, S);
+    mask_tile(S, nq, nk, q0, k0, off, a.causal, pad ? pad + k0 : nullptr);
+    for (int64_t i = 0; i < nq; i++) {
+      T* s = S + i * kBk;
+      const T mx = tile_row_max(s);
+      const T mnew = mx > m[i] ? mx : m[i];
+      if (mnew == kNegInf<T>) continue;  // nothing visible to this row yet
+      const T c = cpu::m_exp(m[i] - mnew);  // 0 when m[i] is still -inf
+      l[i] = l[i] * c + tile_row_exp_sum(s, mnew);
+      m[i] = mnew;
+      T* ar = acc + i * D;
+      for (int64_t d = 0; d < D; d++) ar[d] *= c;
+      // keys past the causal limit have weight 0: leave them out
+      const int64_t n = a.causal ? std::min(nk, q0 + i + off - k0 + 1) : nk;
+      axpy_rows<T, DC>(ar, s, 1, v + k0 * D, n, D, T(1));
+    }
+  }
+  for (int64_t i = 0; i < nq; i++) {
+    if (l[i] > 0) {
+      const T inv = T(1) / l[i];
+      for (int64_t d = 0; d < D; d++) o[i * D + d] = acc[i * D + d] * inv;
+      lse[i] = m[i] + std::log(l[i]);
+    } else {  // the row sees no key: output 0
+      for (int64_t d = 0; d < D; d++) o[i * D + d] = 0;
+      lse[i] = kNegInf<T>;
+    }
+  }
+}
+
+template <typename T> int64_t bwd_workspace(int64_t Tq, int64_t D) {
+  return Tq /*Di*/ + kBq * D /*qs*/ + 2 * D * kBk /*kt, vt*/ + 2 * kBq * kBk /*P, dP*/ +
+         2 * kBk * D /*dk, dv*/;
+}
+
+// One (b, h) of the backward.
+template <typename T, int DC>
+MOX_INLINE void bwd_head(const AttnArgs<T>& a, int64_t bh, T* ws) {
+  const int64_t D = DC ? DC : a.D, Tq = a.Tq, Tk = a.Tk;
+  const int64_t b = bh / a.H;
+  const T* q = a.q + bh * Tq * D;
+  const T* k = a.k + bh * Tk * D;
+  const T* v = a.v + bh * Tk * D;
+  const T* o = a.o + bh * Tq * D;
+  const T* go = a.go + bh * Tq * D;
+  const T* lse = a.lse + bh * Tq;
+  const uint8_t* pad = a.mask ? a.mask + b * Tk : nullptr;
+  T* gq = a.gq + bh * Tq * D;
+  T* gk = a.gk + bh * Tk * D;
+  T* gv = a.gv + bh * Tk * D;
+  const int64_t off = Tk - Tq;
+  const T scale = a.scale;
+
+  T* Di = ws;
+  T* qs = Di + Tq;
+  T* kt = qs + kBq * D;
+  T* vt = kt + D * kBk;
+  T* P = vt + D * kBk;
+  T* dP = P + kBq * kBk;
+  T* dk = dP + kBq * kBk;
+  T* dv = dk + kBk * D;
+  for (int64_t i = 0; i < Tq; i++) {
+    T s = 0;
+    for (int64_t d = 0; d < D; d++) s += go[i * D + d] * o[i * D + d];
+    Di[i] = s;
+  }
+  for (int64_t i = 0; i < Tq * D; i++) gq[i] = 0;
+  for (int64_t k0 = 0; k0 < Tk; k0 += kBk) {
+    const int64_t nk = std::min(kBk, Tk - k0);
+    for (int64_t i = 0; i < kBk * D; i++) {
+      dk[i] = 0;
+      dv[i] = 0;
+    }
+    load_transposed(k + k0 * D, nk, D, kt);
+    load_transposed(v + k0 * D, nk, D, vt);
+    // the first query that sees key k0 under the causal mask: i + off >= k0
+    const int64_t qstart = a.causal ? std::max<int64_t>(0, k0 - off) : 0;
+    for (int64_t q0 = qstart; q0 < Tq; q0 += kBq) {
+      const int64_t nq = std::min(kBq, Tq - q0);
+      for (int64_t i = 0; i < nq * D; i++) qs[i] = q[q0 * D + i] * scale;
+      tile_products(qs, kt, nq, D, P);
+      mask_tile(P, nq, nk, q0, k0, off, a.causal, pad ? pad + k0 : nullptr);
+      tile_products(go + q0 * D, vt, nq, D, dP);
+      for (int64_t i = 0; i < nq; i++) {
+        T* p = P + i * kBk;
+        T* dp = dP + i * kBk;
+        const T L = lse[q0 + i];
+        if (L == kNegInf<T>) {  // the row saw no key: no gradient
+          for (int64_t j = 0; j < kBk; j++) p[j] = dp[j] = 0;
+          continue;
+        }
+        const T di = Di[q0 + i];
+        for (int64_t j = 0; j < kBk; j++) {
+          const T pj = cpu::m_exp(p[j] - L);
+          p[j] = pj;
+          dp[j] = pj * (dp[j] - di);  // dS
+        }
+      }
+      // dQ_i += scale dS_i K_j
+      // (under the causal mask, the products with the scores known to be 0 are left out)
+      for (int64_t i = 0; i < nq; i++) {
+        const int64_t n = a.causal ? std::min(nk, q0 + i + off - k0 + 1) : nk;
+        if (n > 0) axpy_rows<T, DC>(gq + (q0 + i) * D, dP + i * kBk, 1, k + k0 * D, n, D, scale);
+      }
+      // dV_j += P^T dO_i; dK_j += scale dS^T Q_i (qs is already scaled)
+      for (int64_t j = 0; j < nk; j++) {
+        // the first row of the tile that sees key k0 + j
+        const int64_t r0 = a.causal ? std::clamp<int64_t>(k0 + j - off - q0, 0, nq) : 0;
+        axpy_rows<T, DC>(dv + j * D, P + r0 * kBk + j, kBk, go + (q0 + r0) * D, nq - r0, D,
+                         T(1));
+        axpy_rows<T, DC>(dk + j * D, dP + r0 * kBk + j, kBk, qs + r0 * D, nq - r0, D, T(1));
+      }
+    }
+    for (int64_t i = 0; i < nk * D; i++) {
+      gk[k0 * D + i] = dk[i];
+      gv[k0 * D + i] = dv[i];
+    }
+  }
+}
+
+// Runs fn.template operator()<DC>() with DC = D for the sizes compiled specially, else 0.
+#define MOX_ATTN_DISPATCH_D(D, CALL) \
+  switch (D) {                         \
+    case 16: CALL(16); break;          \
+    case 32: CALL(32); break;          \
+    case 64: CALL(64); break;          \
+    default: CALL(0); break;           \
+  }
+
+MOX_SIMD void fwd_items_f32(const AttnArgs<float>& a, int64_t i0, int64_t i1) {
+  std::vector<float> ws(fwd_workspace<float>(a.D));
+#define MOX_ATTN_FWD(DC) \
+  for (int64_t it = i0; it < i1; it++) fwd_item<float, DC>(a, it, ws.data())
+  MOX_ATTN_DISPATCH_D(a.D, MOX_ATTN_FWD)
+}
+void fwd_items(const AttnArgs<float>& a, int64_t i0, int64_t i1) { fwd_items_f32(a, i0, i1); }
+void fwd_items(const AttnArgs<double>& a, int64_t i0, int64_t i1) {
+  std::vector<double> ws(fwd_workspace<double>(a.D));
+  for (int64_t it = i0; it < i1; it++) fwd_item<double, 0>(a, it, ws.data());
+}
+
+MOX_SIMD void bwd_heads_f32(const AttnArgs<float>& a, int64_t i0, int64_t i1) {
+  std::vector<float> ws(bwd_workspace<float>(a.Tq, a.D));
+#define MOX_ATTN_BWD(DC) \
+  for (int64_t it = i0; it < i1; it++) bwd_head<float, DC>(a, it, ws.data())
+  MOX_ATTN_DISPATCH_D(a.D, MOX_ATTN_BWD)
+}
+void bwd_heads(const AttnArgs<float>& a, int64_t i0, int64_t i1) { bwd_heads_f32(a, i0, i1); }
+void bwd_heads(const AttnArgs<double>& a, int64_t i0, int64_t i1) {
+  std::vector<double> ws(bwd_workspace<double>(a.Tq, a.D));
+  for (int64_t it = i0; it < i1; it++) bwd_head<double, 0>(a, it, ws.data());
+}
+#undef MOX_ATTN_FWD
+#undef MOX_ATTN_BWD
+#undef MOX_ATTN_DISPATCH_D
+
+// Splits items [0, n) into one static block per thread; fn(i0, i1). work: about the
+// multiply-adds of the whole call; small calls (decoding steps, gradient tests) stay on
+// one thread, where starting a parallel region would cost more than it saves.
+template <typename Fn> void parallel_items(int64_t n, int64_t work, Fn&& fn) {
+  const int64_t max_t = work < (int64_t(1) << 18) ? 1 : omp_get_max_threads();
+  const int nt = static_cast<int>(std::min<int64_t>(max_t, n));
+  if (nt <= 1) {
+    fn(int64_t(0), n);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), T_ = omp_get_num_threads();
+    fn(n * t / T_, n * (t + 1) / T_);
+  }
+}
+
+bool contiguous_or_empty(const Tensor& t) { return t.numel() == 0 || t.is_contiguous(); }
+
+void check_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+                const Tensor& mask, const std::vector<const Tensor*>& outs) {
+  if (q.dtype() != DType::F32 && q.dtype() != DType::F64)
+    throw Error(op, "CPU kernel supports f32 and f64, got q " + q.desc());
+  if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4)
+    throw Error(op, "expects 4-D q, k, v, got " + q.desc() + ", " + k.desc() + ", " + v.desc());
+  for (const Tensor* t : {&k, &v})
+    if (t->dtype() != q.dtype() || !contiguous_or_empty(*t) || t->shape() != k.shape())
+      throw Error(op, "k and v must be contiguous " + std::string(dtype_name(q.dtype())) +
+                          " tensors of one shape, got " + k.desc() + ", " + v.desc());
+  if (!contiguous_or_empty(q)) throw Error(op, "expects a contiguous q, got strided " + q.desc());
+  if (k.size(0) != q.size(0) || k.size(1) != q.size(1) || k.size(3) != q.size(3))
+    throw Error(op, "k " + k.desc() + " does not match q " + q.desc());
+  if (mask.defined() && (mask.dtype() != DType::U8 || !contiguous_or_empty(mask) || mask.dim() != 2 ||
+                         mask.size(0) != q.size(0) || mask.size(1) != k.size(2)))
+    throw Error(op, "key_padding_mask must be a contiguous u8 [B, Tk] tensor, got " + mask.desc());
+  for (const Tensor* t : outs)
+    if (t->dtype() != q.dtype() || !contiguous_or_empty(*t))
+      throw Error(op, "output " + t->desc() + " must be contiguous " +
+                          std::string(dtype_name(q.dtype())));
+}
+
+template <typename T>
+AttnArgs<T> make_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                      bool causal, double scale) {
+  AttnArgs<T> a{};
+  a.q = q.data<T>();
+  a.k = k.data<T>();
+  a.v = v.data<T>();
+  a.mask = mask.defined() ? mask.data<uint8_t>() : nullptr;
+  a.B = q.size(0);
+  a.H = q.size(1);
+  a.Tq = q.size(2);
+  a.Tk = k.size(2);
+  a.D = q.size(3);
+  a.causal = causal;
+  a.scale = static_cast<T>(scale);
+  return a;
+}
+
+template <typename T>
+void attention_t(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                 bool causal, double scale, const Tensor& out, const Tensor& lse) {
+  AttnArgs<T> a = make_args<T>(q, k, v, mask, causal, scale);
+  a.o = out.data<T>();
+  a.lse = lse.data<T>();
+  const int64_t items = a.B * a.H * ((a.Tq + kBq - 1) / kBq);
+  parallel_items(items, a.B * a.H * a.Tq * a.Tk * a.D,
+                 [&](int64_t i0, int64_t i1) { fwd_items(a, i0, i1); });
+}
+
+template <typename T>
+void attention_backward_t(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                          bool causal, double scale, const Tensor& out, const Tensor& lse,
+                          const Tensor& gout, const Tensor& gq, const Tensor& gk,
+                          const Tensor& gv) {
+  AttnArgs<T> a = make_args<T>(q, k, v, mask, causal, scale);
+  a.o = const_cast<T*>(out.data<T>());
+  a.lse = const_cast<T*>(lse.data<T>());
+  a.go = gout.data<T>();
+  a.gq = gq.data<T>();
+  a.gk = gk.data<T>();
+  a.gv = gv.data<T>();
+  parallel_items(a.B * a.H, a.B * a.H * a.Tq * a.Tk * a.D,
+                 [&](int64_t i0, int64_t i1) { bwd_heads(a, i0, i1); });
+}
+
+}  // namespace
+
+void CpuBackend::attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                           const Tensor& key_padding_mask, bool causal, double scale,
+                           const Tensor& out, const Tensor& lse) {
+  const char* op = "attention";
+  check_args(op, q, k, v, key_padding_mask, {&out, &lse});
+  if (out.shape() != q.shape() || lse.numel() != q.size(0) * q.size(1) * q.size(2))
+    throw Error(op, "out " + out.desc() + " / lse " + lse.desc() + " do not match q " + q.desc());
+  if (out.numel() == 0) return;
+  if (q.dtype() == DType::F32)
+    attention_t<float>(q, k, v, key_padding_mask, causal, scale, out, lse);
+  else
+    attention_t<double>(q, k, v, key_padding_mask, causal, scale, out, lse);
+}
+
+void CpuBackend::attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    const Tensor& key_padding_mask, bool causal, double scale,
+                                    const Tensor& out, const Tensor& lse, const Tensor& gout,
+                                    const Tensor& gq, const Tensor& gk, const Tensor& gv) {
+  const char* op = "attention_backward";
+  check_args(op, q, k, v, key_padding_mask, {&out, &lse, &gout, &gq, &gk, &gv});
+  if (out.shape() != q.shape() || gout.shape() != q.shape() || gq.shape() != q.shape() ||
+      gk.shape() != k.shape() || gv.shape() != v.shape() ||
+      lse.numel() != q.size(0) * q.size(1) * q.size(2))
+    throw Error(op, "gradient shapes do not match q " + q.desc() + " / k " + k.desc());
+  if (gq.numel() == 0 && gk.numel() == 0) return;
+  if (q.dtype() == DType::F32)
+    attention_backward_t<float>(q, k, v, key_padding_mask, causal, scale, out, lse, gout, gq,
+                                gk, gv);
+  else
+    attention_backward_t<double>(q, k, v, key_padding_mask, causal, scale, out, lse, gout, gq,
+                                 gk, gv);
+}
+
+}  // namespace mox

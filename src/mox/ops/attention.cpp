@@ -1,0 +1,79 @@
+// scaled_dot_product_attention: checks shapes, runs the backend's fused attention kernel
+// (online softmax over key tiles, no Tq x Tk matrix) on contiguous f32/f64 data (bf16/f16
+// go through f32) and records the fused backward, which recomputes the scores per tile from
+// q, k and the saved per-row logsumexp.
+#include <cmath>
+
+#include "mox/autograd/node.h"
+#include "mox/ops/ops.h"
+
+namespace mox {
+
+namespace {
+
+Tensor plain(const Tensor& t) { return t.defined() ? t.detach().contiguous() : t; }
+
+}  // namespace
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    bool causal, double scale, const Tensor& key_padding_mask) {
+  const char* op = "scaled_dot_product_attention";
+  MOX_CHECK(q.defined() && k.defined() && v.defined(), op, "q, k and v must be defined");
+  for (const Tensor* t : {&q, &k, &v})
+    if (!is_floating(t->dtype()))
+      throw Error(op, "q, k and v must be floating-point tensors, got " + t->desc());
+  if (k.dtype() != q.dtype() || v.dtype() != q.dtype())
+    throw Error(op, "q, k and v must have one dtype, got " + q.desc() + ", " + k.desc() + ", " +
+                        v.desc());
+  if (k.device() != q.device() || v.device() != q.device())
+    throw Error(op, "q, k and v must be on one device");
+  if (q.dim() != 4) throw Error(op, "expected q [B, H, Tq, D], got " + q.desc());
+  if (k.dim() != 4) throw Error(op, "expected k [B, H, Tk, D], got " + k.desc());
+  if (v.shape() != k.shape())
+    throw Error(op, "v " + v.desc() + " must have k's shape " + k.desc());
+  const int64_t B = q.size(0), H = q.size(1), D = q.size(3), Tk = k.size(2);
+  if (k.size(0) != B || k.size(1) != H || k.size(3) != D)
+    throw Error(op, "k " + k.desc() + " does not match q " + q.desc() +
+                        " (expected [B, H, Tk, D] with q's B, H and D)");
+  if (D < 1) throw Error(op, "head size D must be >= 1, got q " + q.desc());
+  if (!std::isfinite(scale)) throw Error(op, "scale must be finite, got " + std::to_string(scale));
+  const double s = scale < 0 ? 1.0 / std::sqrt(double(D)) : scale;
+
+  Tensor mask;
+  if (key_padding_mask.defined()) {
+    const Tensor& m = key_padding_mask;
+    if (m.dim() != 2 || m.size(0) != B || m.size(1) != Tk)
+      throw Error(op, "key_padding_mask must be [B, Tk] = [" + std::to_string(B) + ", " +
+                          std::to_string(Tk) + "], got " + m.desc());
+    if (is_floating(m.dtype()))
+      throw Error(op, "key_padding_mask must be a bool (u8) or integer tensor, got " + m.desc());
+    if (m.device() != q.device()) throw Error(op, "key_padding_mask must be on q's device");
+    mask = m.dtype() == DType::U8 ? plain(m) : ne(m.detach(), 0.0).contiguous();
+  }
+
+  if (q.dtype() == DType::BF16 || q.dtype() == DType::F16)
+    return scaled_dot_product_attention(q.to(DType::F32), k.to(DType::F32), v.to(DType::F32),
+                                        causal, s, mask)
+        .to(q.dtype());
+
+  Tensor qc = plain(q), kc = plain(k), vc = plain(v);
+  const TensorOptions opt(q.dtype(), q.device());
+  Tensor out = empty(q.shape(), opt);
+  Tensor lse = empty({B, H, q.size(2)}, opt);
+  backend_for(q).attention(qc, kc, vc, mask, causal, s, out, lse);
+  if (any_requires_grad({&q, &k, &v})) {
+    Tensor o = out.detach();
+    record(out, op, {q, k, v},
+           [qc, kc, vc, mask, causal, s, o, lse](const Tensor& g) -> std::vector<Tensor> {
+             Tensor gq = empty(qc.shape(), TensorOptions(qc.dtype(), qc.device()));
+             Tensor gk = empty(kc.shape(), TensorOptions(kc.dtype(), kc.device()));
+             Tensor gv = empty(vc.shape(), TensorOptions(vc.dtype(), vc.device()));
+             backend_for(qc).attention_backward(qc, kc, vc, mask, causal, s, o, lse, plain(g),
+                                                gq, gk, gv);
+             return {gq, gk, gv};
+           });
+  }
+  return out;
+}
+
+}  // namespace mox
