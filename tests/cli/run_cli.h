@@ -23,13 +23,16 @@ inline std::string slurp(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
-inline CliResult run_cli(const std::vector<std::string>& args) {
+// stdin_text, when given, is what the command reads on stdin (else it inherits ours).
+inline CliResult run_cli(const std::vector<std::string>& args, const std::string* stdin_text = nullptr) {
   static int n = 0;
   std::string base = std::filesystem::temp_directory_path().string() + "/mox_cli_test." +
                      std::to_string(::getpid()) + "." + std::to_string(n++);
-  std::string out_path = base + ".out", err_path = base + ".err";
+  std::string out_path = base + ".out", err_path = base + ".err", in_path = base + ".in";
+  if (stdin_text) std::ofstream(in_path, std::ios::binary) << *stdin_text;
   pid_t pid = ::fork();
   if (pid == 0) {
+    if (stdin_text) ::dup2(::open(in_path.c_str(), O_RDONLY), 0);
     int o = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     int e = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
     ::dup2(o, 1);
@@ -51,6 +54,7 @@ inline CliResult run_cli(const std::vector<std::string>& args) {
   r.err = slurp(err_path);
   std::filesystem::remove(out_path);
   std::filesystem::remove(err_path);
+  if (stdin_text) std::filesystem::remove(in_path);
   return r;
 }
 

@@ -1,9 +1,6 @@
 // mox tokenizer encode|decode|train from the shell: round trips through stdin/stdout, GPT-2
 // ids, training, and one-line errors.
 #include <gtest/gtest.h>
-#include <fcntl.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -20,37 +17,7 @@ namespace {
 
 // Runs mox with `input` on stdin.
 CliResult run_with_stdin(const std::vector<std::string>& args, const std::string& input) {
-  static int n = 0;
-  const std::string in_path = fs::temp_directory_path().string() + "/mox_tok_cli." +
-                              std::to_string(::getpid()) + "." + std::to_string(n++) + ".in";
-  std::ofstream(in_path, std::ios::binary) << input;
-  const std::string base = in_path.substr(0, in_path.size() - 3);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int i = ::open(in_path.c_str(), O_RDONLY);
-    int o = ::open((base + ".out").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    int e = ::open((base + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    ::dup2(i, 0);
-    ::dup2(o, 1);
-    ::dup2(e, 2);
-    std::vector<std::string> copy = args;
-    std::string exe = MOX_CLI_PATH;
-    std::vector<char*> argv = {exe.data()};
-    for (std::string& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(exe.c_str(), argv.data());
-    ::_exit(127);
-  }
-  CliResult r;
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = mox::testing::slurp(base + ".out");
-  r.err = mox::testing::slurp(base + ".err");
-  fs::remove(in_path);
-  fs::remove(base + ".out");
-  fs::remove(base + ".err");
-  return r;
+  return mox::testing::run_cli(args, &input);
 }
 
 fs::path fresh_dir(const std::string& name) {

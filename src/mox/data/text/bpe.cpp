@@ -1,4 +1,5 @@
 #include "mox/data/text/bpe.h"
+#include "mox/data/text/char_tokenizer.h"
 
 #include <algorithm>
 #include <array>
@@ -120,18 +121,6 @@ const ByteMap& byte_map() {
   return m;
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += char(cp);
-  } else if (cp < 0x800) {
-    out += char(0xC0 | (cp >> 6));
-    out += char(0x80 | (cp & 0x3F));
-  } else {
-    out += char(0xE0 | (cp >> 12));
-    out += char(0x80 | ((cp >> 6) & 0x3F));
-    out += char(0x80 | (cp & 0x3F));
-  }
-}
 
 // GPT-2's printable form (UTF-8) of raw bytes.
 std::string to_printable(std::string_view bytes) {

@@ -17,6 +17,9 @@ namespace {
 namespace fs = std::filesystem;
 constexpr uint32_t kInvalid = 0xFFFFFFFFu;
 
+
+}  // namespace
+
 void append_utf8(std::string& out, uint32_t cp) {
   if (cp < 0x80) {
     out += char(cp);
@@ -34,8 +37,6 @@ void append_utf8(std::string& out, uint32_t cp) {
     out += char(0x80 | (cp & 0x3F));
   }
 }
-
-}  // namespace
 
 std::vector<uint32_t> utf8_codepoints(std::string_view text) {
   std::vector<uint32_t> out;

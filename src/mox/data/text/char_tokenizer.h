@@ -16,6 +16,8 @@ namespace mox::data {
 
 // Splits UTF-8 text into code points; an invalid byte becomes one code point 0xFFFFFFFF.
 std::vector<uint32_t> utf8_codepoints(std::string_view text);
+// Appends code point cp (<= 0x10FFFF) to out as UTF-8.
+void append_utf8(std::string& out, uint32_t cp);
 
 class CharTokenizer : public TextTokenizer {
  public:
