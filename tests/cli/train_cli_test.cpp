@@ -223,12 +223,16 @@ TEST(TrainCliCv, RegressionFolds) {
   EXPECT_TRUE(j["std"].contains("mse"));
 }
 
-// Seed case 1 in full: 5 epochs of the Keras MLP reach 87% test accuracy (PyTorch: 87.1-87.3%).
-TEST(SeedCases, MlpReaches87Percent) {
+// Seed case 1 in full: 5 epochs of the Keras MLP. Measured here: 0.8702 / 0.8721 / 0.8693 for
+// seeds 0-2 against PyTorch's 0.8700 / 0.8704 / 0.8680 on the same model and init
+// (bench/SEED_CASES.md). CI machines differ in CPU (OpenBLAS picks other kernels, so the
+// rounding and the exact figure move by a few 0.1%): the bound sits below that seed-to-seed
+// range, far above anything a broken trainer reaches.
+TEST(SeedCases, MlpTrainsToPyTorchAccuracy) {
   std::string d = fresh_dir("seed_mlp");
   auto r = run_cli({"train", src("examples/mlp.toml"), "--out", d, "-q"});
   ASSERT_EQ(r.code, 0) << r.err;
   json s = json::parse(slurp(d + "/summary.json"));
   EXPECT_EQ(s["epochs"], 5);
-  EXPECT_GE(s["test"]["accuracy"].get<double>(), 0.87) << s.dump(1);
+  EXPECT_GE(s["test"]["accuracy"].get<double>(), 0.865) << s.dump(1);
 }
