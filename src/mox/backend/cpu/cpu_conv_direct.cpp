@@ -33,6 +33,43 @@ int64_t direct_scratch(const ConvGeom& g) {
   return g.C * g.H * g.W + kChunk + (L + kChunk - 1) / kChunk * kChunk;
 }
 
+// The flat input offset of each tap (c, ki, kj): (c*H + ki)*W + kj.
+MOX_INLINE void tap_offsets(const ConvGeom& g, int64_t* off) {
+  for (int64_t c = 0, t = 0; c < g.C; c++)
+    for (int64_t ki = 0; ki < g.kh; ki++)
+      for (int64_t kj = 0; kj < g.kw; kj++) off[t++] = (c * g.H + ki) * g.W + kj;
+}
+
+// One output channel's wide rows: wide[i] = [relu](b + sum_t wo[t] * xp[i + off[t]]) for
+// i < L rounded up to whole blocks, in blocks of kChunk accumulators held in registers (GCC
+// vector extensions: written as a plain loop over a float array, GCC kept the array in
+// memory and did not vectorise it).
+MOX_INLINE void wide_channel(const float* __restrict xp, const int64_t* off, const float* wo, float b,
+                             int64_t taps, int64_t L, bool relu, float* __restrict wide) {
+  for (int64_t i0 = 0; i0 < L; i0 += kChunk) {
+    v16f a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    a0 += b, a1 += b, a2 += b, a3 += b;
+    for (int64_t t = 0; t < taps; t++) {
+      const float wv = wo[t];
+      const float* xs = xp + off[t] + i0;
+      v16f x0, x1, x2, x3;
+      __builtin_memcpy(&x0, xs, 64);
+      __builtin_memcpy(&x1, xs + 16, 64);
+      __builtin_memcpy(&x2, xs + 32, 64);
+      __builtin_memcpy(&x3, xs + 48, 64);
+      a0 += wv * x0, a1 += wv * x1, a2 += wv * x2, a3 += wv * x3;
+    }
+    if (relu) {
+      const v16f z = {};
+      a0 = a0 > z ? a0 : z, a1 = a1 > z ? a1 : z, a2 = a2 > z ? a2 : z, a3 = a3 > z ? a3 : z;
+    }
+    __builtin_memcpy(wide + i0, &a0, 64);
+    __builtin_memcpy(wide + i0 + 16, &a1, 64);
+    __builtin_memcpy(wide + i0 + 32, &a2, 64);
+    __builtin_memcpy(wide + i0 + 48, &a3, 64);
+  }
+}
+
 // One sample: y (O, Ho, Wo) = [relu](bias + sum over taps of shifted x (C, H, W)).
 MOX_SIMD void direct_forward_sample(const float* __restrict x, const float* __restrict w,
                                     const float* bias, float* __restrict y, const ConvGeom& g,
@@ -43,40 +80,14 @@ MOX_SIMD void direct_forward_sample(const float* __restrict x, const float* __re
   for (int64_t i = 0; i < in; i++) xp[i] = x[i];
   for (int64_t i = in; i < in + kChunk; i++) xp[i] = 0.0f;
   int64_t off[kMaxTaps];
-  for (int64_t c = 0, t = 0; c < g.C; c++)
-    for (int64_t ki = 0; ki < g.kh; ki++)
-      for (int64_t kj = 0; kj < g.kw; kj++) off[t++] = (c * g.H + ki) * W + kj;
+  tap_offsets(g, off);
   for (int64_t o = 0; o < g.O; o++) {
-    const float* wo = w + o * taps;
-    const float b = bias ? bias[o] : 0.0f;
-    // blocks of kChunk accumulators in registers (GCC vector extensions: written as a plain
-    // loop over a float array, GCC kept the array in memory and did not vectorise it)
-    for (int64_t i0 = 0; i0 < L; i0 += kChunk) {
-      v16f a0 = {}, a1 = {}, a2 = {}, a3 = {};
-      a0 += b, a1 += b, a2 += b, a3 += b;
-      for (int64_t t = 0; t < taps; t++) {
-        const float wv = wo[t];
-        const float* xs = xp + off[t] + i0;
-        v16f x0, x1, x2, x3;
-        __builtin_memcpy(&x0, xs, 64);
-        __builtin_memcpy(&x1, xs + 16, 64);
-        __builtin_memcpy(&x2, xs + 32, 64);
-        __builtin_memcpy(&x3, xs + 48, 64);
-        a0 += wv * x0, a1 += wv * x1, a2 += wv * x2, a3 += wv * x3;
-      }
-      __builtin_memcpy(wide + i0, &a0, 64);
-      __builtin_memcpy(wide + i0 + 16, &a1, 64);
-      __builtin_memcpy(wide + i0 + 32, &a2, 64);
-      __builtin_memcpy(wide + i0 + 48, &a3, 64);
-    }
+    wide_channel(xp, off, w + o * taps, bias ? bias[o] : 0.0f, taps, L, relu, wide);
     float* yo = y + o * g.Ho * g.Wo;
     for (int64_t oh = 0; oh < g.Ho; oh++) {
       const float* src = wide + oh * W;
       float* dst = yo + oh * g.Wo;
-      if (relu)
-        for (int64_t ow = 0; ow < g.Wo; ow++) dst[ow] = src[ow] > 0.0f ? src[ow] : 0.0f;
-      else
-        for (int64_t ow = 0; ow < g.Wo; ow++) dst[ow] = src[ow];
+      for (int64_t ow = 0; ow < g.Wo; ow++) dst[ow] = src[ow];
     }
   }
 }
@@ -89,9 +100,7 @@ MOX_SIMD void direct_wgrad_sample(const float* __restrict x, const float* __rest
                                   float* __restrict gb, const ConvGeom& g, float* __restrict gyw) {
   const int64_t W = g.W, L = (g.Ho - 1) * W + g.Wo, taps = g.Kc;
   int64_t off[kMaxTaps];
-  for (int64_t c = 0, t = 0; c < g.C; c++)
-    for (int64_t ki = 0; ki < g.kh; ki++)
-      for (int64_t kj = 0; kj < g.kw; kj++) off[t++] = (c * g.H + ki) * W + kj;
+  tap_offsets(g, off);
   for (int64_t o = 0; o < g.O; o++) {
     const float* go = gy + o * g.Ho * g.Wo;
     const float* yo = yr ? yr + o * g.Ho * g.Wo : nullptr;
@@ -162,35 +171,12 @@ MOX_SIMD void direct_relu_pool_sample(const float* __restrict x, const float* __
   for (int64_t i = 0; i < in; i++) xp[i] = x[i];
   for (int64_t i = in; i < in + kChunk; i++) xp[i] = 0.0f;
   int64_t off[kMaxTaps];
-  for (int64_t c = 0, t = 0; c < g.C; c++)
-    for (int64_t ki = 0; ki < g.kh; ki++)
-      for (int64_t kj = 0; kj < g.kw; kj++) off[t++] = (c * g.H + ki) * W + kj;
+  tap_offsets(g, off);
   typedef float v8f __attribute__((vector_size(32)));
   typedef int32_t v8i __attribute__((vector_size(32)));
   const v8i even = {0, 2, 4, 6, 8, 10, 12, 14}, odd = {1, 3, 5, 7, 9, 11, 13, 15};
   for (int64_t o = 0; o < g.O; o++) {
-    const float* wo = w + o * taps;
-    const float b = bias ? bias[o] : 0.0f;
-    for (int64_t i0 = 0; i0 < L; i0 += kChunk) {
-      v16f a0 = {}, a1 = {}, a2 = {}, a3 = {};
-      a0 += b, a1 += b, a2 += b, a3 += b;
-      for (int64_t t = 0; t < taps; t++) {
-        const float wv = wo[t];
-        const float* xs = xp + off[t] + i0;
-        v16f x0, x1, x2, x3;
-        __builtin_memcpy(&x0, xs, 64);
-        __builtin_memcpy(&x1, xs + 16, 64);
-        __builtin_memcpy(&x2, xs + 32, 64);
-        __builtin_memcpy(&x3, xs + 48, 64);
-        a0 += wv * x0, a1 += wv * x1, a2 += wv * x2, a3 += wv * x3;
-      }
-      const v16f z = {};
-      a0 = a0 > z ? a0 : z, a1 = a1 > z ? a1 : z, a2 = a2 > z ? a2 : z, a3 = a3 > z ? a3 : z;
-      __builtin_memcpy(wide + i0, &a0, 64);
-      __builtin_memcpy(wide + i0 + 16, &a1, 64);
-      __builtin_memcpy(wide + i0 + 32, &a2, 64);
-      __builtin_memcpy(wide + i0 + 48, &a3, 64);
-    }
+    wide_channel(xp, off, w + o * taps, bias ? bias[o] : 0.0f, taps, L, /*relu=*/true, wide);
     // 2x2 pooling, 8 windows at a time (wide has slack past L for the last block's loads),
     // stored as whole vectors into a staging plane (a block's lanes past the row end land on
     // the next row's start, rewritten next), then copied out in one block
@@ -283,9 +269,7 @@ MOX_SIMD void direct_relu_pool_wgrad_sample(const float* __restrict x, const flo
     return;
   }
   int64_t off[kMaxTaps];
-  for (int64_t c = 0, t = 0; c < g.C; c++)
-    for (int64_t ki = 0; ki < g.kh; ki++)
-      for (int64_t kj = 0; kj < g.kw; kj++) off[t++] = (c * g.H + ki) * g.W + kj;
+  tap_offsets(g, off);
   for (int64_t o = 0; o < g.O; o++) {
     const float* yo = out + o * Pp;
     const float* go = gy + o * Pp;

@@ -159,7 +159,7 @@ std::shared_ptr<const Entry> make_entry(int nd, int64_t batch, int64_t ba, int64
       e->prim = dnnl::matmul(pd);
     }
   } catch (const dnnl::error& err) {
-    // Unimplemented on this CPU (e.g. no AVX-512): the caller computes in f32.
+    // oneDNN has no kernel for this shape on this CPU (e.g. no AVX-512): the caller computes in f32.
     e->usable = false;
     e->impl = std::string("unavailable: ") + err.what();
   }
