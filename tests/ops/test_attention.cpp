@@ -199,6 +199,32 @@ TEST(Attention, GradcheckWithPaddingAndStridedInputs) {
   }
 }
 
+TEST(Attention, HeadsOfOneProjectionNeedNoCopy) {
+  // The GPT layout: q, k, v are column blocks of one [B, T, 3C] tensor, seen as [B, H, T, D]
+  // views with row stride 3C (no copy). f64 gradients through split/reshape/transpose
+  // against finite differences, and the f32 result equal to the one from contiguous copies.
+  const int64_t B = 2, T = 9, H = 3, D = 4, C = H * D;
+  auto attend = [&](const Tensor& qkv, bool copy) {
+    std::vector<Tensor> p = split(qkv, C, 2);
+    auto heads = [&](const Tensor& t) {
+      Tensor h = t.reshape({B, T, H, D}).transpose(1, 2);
+      return copy ? h.contiguous() : h;
+    };
+    Tensor y = scaled_dot_product_attention(heads(p[0]), heads(p[1]), heads(p[2]), true);
+    return y.transpose(1, 2).reshape({B, T, C});
+  };
+  EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return attend(in[0], false); },
+                        {rnd({B, T, 3 * C}, 31)}));
+  Tensor x = make({B, T, 3 * C}, 32, DType::F32);
+  Tensor y0 = attend(x, false), y1 = attend(x, true);
+  EXPECT_EQ(y0.to_vector<float>(), y1.to_vector<float>());
+  {
+    std::vector<Tensor> p = split(x, C, 2);
+    Tensor q = p[0].reshape({B, T, H, D}).transpose(1, 2);
+    EXPECT_EQ(q.stride(2), 3 * C);  // a strided view reaches the kernel
+  }
+}
+
 TEST(Attention, SameResultOnOneAndTwoThreads) {
   const int saved = get_num_threads();
   auto run = [](int threads) {

@@ -185,7 +185,9 @@ class Backend {
   virtual void adagrad_update(const Tensor& param, const Tensor& grad, const Tensor& state_sum,
                               const AdagradParams& p) = 0;
 
-  // ---- fused scaled dot-product attention (contiguous f32/f64) ----
+  // ---- fused scaled dot-product attention (f32/f64) ----
+  // The 4-D operands may be any strided views whose last dim (D) has stride 1, so q, k, v
+  // can be the column blocks of one [B, T, 3C] projection and out a [B, T, H, D] buffer.
   // q [B,H,Tq,D], k and v [B,H,Tk,D]; key_padding_mask undefined or u8 [B,Tk] (nonzero =
   // padding: that key is hidden from every query of batch b). causal: query i (0-based among
   // the Tq) sees keys 0 .. Tk - Tq + i (the KV-cache convention: the queries are the last Tq
@@ -198,7 +200,7 @@ class Backend {
     throw Error("attention", "not supported by this backend");
   }
   // Gradients from gout [B,H,Tq,D], given the forward's out and lse; gq, gk, gv (shaped like
-  // q, k, v, contiguous) are overwritten. Rows that saw no key give zero gradients.
+  // q, k, v, unit stride in D) are overwritten. Rows that saw no key give zero gradients.
   virtual void attention_backward(const Tensor& q, const Tensor& k, const Tensor& v,
                                   const Tensor& key_padding_mask, bool causal, double scale,
                                   const Tensor& out, const Tensor& lse, const Tensor& gout,

@@ -1,7 +1,11 @@
 // scaled_dot_product_attention: checks shapes, runs the backend's fused attention kernel
-// (online softmax over key tiles, no Tq x Tk matrix) on contiguous f32/f64 data (bf16/f16
-// go through f32) and records the fused backward, which recomputes the scores per tile from
-// q, k and the saved per-row logsumexp.
+// (online softmax over key tiles, no Tq x Tk matrix) on f32/f64 data (bf16/f16 go through
+// f32) and records the fused backward, which recomputes the scores per tile from q, k and
+// the saved per-row logsumexp.
+// No operand is copied when each position's D values are contiguous (the q, k, v views of a
+// [B, T, 3C] projection split into heads), and the output and the gradients of q, k, v are
+// [B, T, H, D] buffers returned as [B, H, T, D] views: merging the heads back into [B, T, C]
+// (transpose(1, 2) then reshape) is then free in both directions.
 #include <cmath>
 
 #include "mox/autograd/node.h"
@@ -13,6 +17,16 @@ namespace {
 
 Tensor plain(const Tensor& t) { return t.defined() ? t.detach().contiguous() : t; }
 
+// t detached, copied only when its last dim is strided.
+Tensor rows(const Tensor& t) {
+  Tensor d = t.detach();
+  return d.numel() == 0 || d.size(3) == 1 || d.stride(3) == 1 ? d : d.contiguous();
+}
+
+// An uninitialised [B, H, T, D] tensor laid out as [B, T, H, D].
+Tensor heads_last(const Shape& bhtd, const TensorOptions& opt) {
+  return empty({bhtd[0], bhtd[2], bhtd[1], bhtd[3]}, opt).transpose(1, 2);
+}
 }  // namespace
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
@@ -56,19 +70,20 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                                         causal, s, mask)
         .to(q.dtype());
 
-  Tensor qc = plain(q), kc = plain(k), vc = plain(v);
+  Tensor qc = rows(q), kc = rows(k), vc = rows(v);
   const TensorOptions opt(q.dtype(), q.device());
-  Tensor out = empty(q.shape(), opt);
+  Tensor out = heads_last(q.shape(), opt);
   Tensor lse = empty({B, H, q.size(2)}, opt);
   backend_for(q).attention(qc, kc, vc, mask, causal, s, out, lse);
   if (any_requires_grad({&q, &k, &v})) {
     Tensor o = out.detach();
     record(out, op, {q, k, v},
            [qc, kc, vc, mask, causal, s, o, lse](const Tensor& g) -> std::vector<Tensor> {
-             Tensor gq = empty(qc.shape(), TensorOptions(qc.dtype(), qc.device()));
-             Tensor gk = empty(kc.shape(), TensorOptions(kc.dtype(), kc.device()));
-             Tensor gv = empty(vc.shape(), TensorOptions(vc.dtype(), vc.device()));
-             backend_for(qc).attention_backward(qc, kc, vc, mask, causal, s, o, lse, plain(g),
+             const TensorOptions opt(qc.dtype(), qc.device());
+             Tensor gq = heads_last(qc.shape(), opt);
+             Tensor gk = heads_last(kc.shape(), opt);
+             Tensor gv = heads_last(vc.shape(), opt);
+             backend_for(qc).attention_backward(qc, kc, vc, mask, causal, s, o, lse, rows(g),
                                                 gq, gk, gv);
              return {gq, gk, gv};
            });

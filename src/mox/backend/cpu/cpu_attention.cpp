@@ -67,26 +67,28 @@ template <typename T> MOX_INLINE T tile_row_exp_sum(T* s, T m) {
   return sum;
 }
 
-// kt[d][j] = k[j][d] for j < nk, 0 beyond (a D x kBk tile).
-template <typename T> MOX_INLINE void load_transposed(const T* k, int64_t nk, int64_t D, T* kt) {
+// kt[d][j] = k[j][d] for j < nk, 0 beyond (a D x kBk tile); k's rows are ld apart.
+template <typename T>
+MOX_INLINE void load_transposed(const T* k, int64_t ld, int64_t nk, int64_t D, T* kt) {
   for (int64_t d = 0; d < D; d++) {
     T* row = kt + d * kBk;
     for (int64_t j = 0; j < kBk; j++) row[j] = 0;
   }
   for (int64_t j = 0; j < nk; j++)
-    for (int64_t d = 0; d < D; d++) kt[d * kBk + j] = k[j * D + d];
+    for (int64_t d = 0; d < D; d++) kt[d * kBk + j] = k[j * ld + d];
 }
 
-// S[i][:] = a_i . bt[:, :] for nq rows of a ([nq][D]) against a transposed tile bt [D][kBk].
+// S[i][:] = a_i . bt[:, :] for nq rows of a (rows lda apart) against a transposed tile
+// bt [D][kBk].
 template <typename T>
-MOX_INLINE void tile_products(const T* a, const T* bt, int64_t nq, int64_t D, T* S) {
+MOX_INLINE void tile_products(const T* a, int64_t lda, const T* bt, int64_t nq, int64_t D, T* S) {
   int64_t i = 0;
   // four rows at a time: each load of bt feeds four multiply-adds
   for (; i + 4 <= nq; i += 4) {
     T acc[4][kBk] = {};  // kept in registers across the loop over d
     for (int64_t d = 0; d < D; d++) {
-      const T x0 = a[i * D + d], x1 = a[(i + 1) * D + d], x2 = a[(i + 2) * D + d],
-              x3 = a[(i + 3) * D + d];
+      const T x0 = a[i * lda + d], x1 = a[(i + 1) * lda + d], x2 = a[(i + 2) * lda + d],
+              x3 = a[(i + 3) * lda + d];
       const T* br = bt + d * kBk;
       for (int64_t j = 0; j < kBk; j++) {
         acc[0][j] += x0 * br[j];
@@ -101,7 +103,7 @@ MOX_INLINE void tile_products(const T* a, const T* bt, int64_t nq, int64_t D, T*
   for (; i < nq; i++) {
     T acc[kBk] = {};  // a row of the tile, kept in registers across the loop over d
     for (int64_t d = 0; d < D; d++) {
-      const T x = a[i * D + d];
+      const T x = a[i * lda + d];
       const T* br = bt + d * kBk;
       for (int64_t j = 0; j < kBk; j++) acc[j] += x * br[j];
     }
@@ -126,37 +128,46 @@ MOX_INLINE void mask_tile(T* S, int64_t nq, int64_t nk, int64_t q0, int64_t k0, 
   }
 }
 
-// out[:D] += alpha * sum_r coef[r * cstride] * rows[r][:D]. With D known at compile time
+// out[:D] += alpha * sum_r coef[r * cstride] * rows[r][:D] (rows ld apart). With D known at compile time
 // (DC > 0) the output row is held in registers over the rows instead of being loaded and
 // stored for each. (No early skip of zero coefficients: with it, GCC 12's x86-64-v4 clone
 // gave wrong dK for D = 16; Attention.F32GradientsMatchF64 covers this.)
 template <typename T, int DC>
 MOX_INLINE void axpy_rows(T* out, const T* coef, int64_t cstride,
-                          const T* rows, int64_t n, int64_t D, T alpha) {
+                          const T* rows, int64_t ld, int64_t n, int64_t D, T alpha) {
   if constexpr (DC > 0) {
     T acc[DC];
     for (int d = 0; d < DC; d++) acc[d] = out[d];
     for (int64_t r = 0; r < n; r++) {
       const T c = alpha * coef[r * cstride];
-      const T* rr = rows + r * DC;
+      const T* rr = rows + r * ld;
       for (int d = 0; d < DC; d++) acc[d] += c * rr[d];
     }
     for (int d = 0; d < DC; d++) out[d] = acc[d];
   } else {
     for (int64_t r = 0; r < n; r++) {
       const T c = alpha * coef[r * cstride];
-      const T* rr = rows + r * D;
+      const T* rr = rows + r * ld;
       for (int64_t d = 0; d < D; d++) out[d] += c * rr[d];
     }
   }
 }
 
+// A [B, H, T, D] operand whose rows (the D values of one position) are contiguous:
+// row t of head (b, h) starts at p + b*sb + h*sh + t*st. Views such as the q, k and v
+// columns of a [B, T, 3C] projection, or [B, T, H, D] buffers seen as [B, H, T, D], need no
+// copy.
+template <typename T> struct Rows {
+  T* p = nullptr;
+  int64_t sb = 0, sh = 0, st = 0;
+  MOX_INLINE T* head(int64_t bh, int64_t H) const { return p + (bh / H) * sb + (bh % H) * sh; }
+};
+
 template <typename T> struct AttnArgs {
-  const T *q, *k, *v;
+  Rows<T> q, k, v, o;
   const uint8_t* mask;  // [B, Tk] or null
-  T *o, *lse;
-  const T* go;     // backward only
-  T *gq, *gk, *gv;  // backward only
+  T* lse;               // [B, H, Tq] contiguous
+  Rows<T> go, gq, gk, gv;  // backward only
   int64_t B, H, Tq, Tk, D;
   bool causal;
   T scale;
@@ -175,11 +186,12 @@ MOX_INLINE void fwd_item(const AttnArgs<T>& a, int64_t item, T* ws) {
   const int64_t nqt = (Tq + kBq - 1) / kBq;
   const int64_t bh = item / nqt, q0 = (item % nqt) * kBq, nq = std::min(kBq, Tq - q0);
   const int64_t b = bh / a.H;
-  const T* q = a.q + (bh * Tq + q0) * D;
-  const T* k = a.k + bh * Tk * D;
-  const T* v = a.v + bh * Tk * D;
+  const int64_t qst = a.q.st, kst = a.k.st, vst = a.v.st, ost = a.o.st;
+  const T* q = a.q.head(bh, a.H) + q0 * qst;
+  const T* k = a.k.head(bh, a.H);
+  const T* v = a.v.head(bh, a.H);
   const uint8_t* pad = a.mask ? a.mask + b * Tk : nullptr;
-  T* o = a.o + (bh * Tq + q0) * D;
+  T* o = a.o.head(bh, a.H) + q0 * ost;
   T* lse = a.lse + bh * Tq + q0;
   const int64_t off = Tk - Tq;
 
@@ -189,10 +201,11 @@ MOX_INLINE void fwd_item(const AttnArgs<T>& a, int64_t item, T* ws) {
   T* acc = S + kBq * kBk;
   T* m = acc + kBq * D;
   T* l = m + kBq;
-  for (int64_t i = 0; i < nq * D; i++) {
-    qs[i] = q[i] * a.scale;
-    acc[i] = 0;
-  }
+  for (int64_t i = 0; i < nq; i++)
+    for (int64_t d = 0; d < D; d++) {
+      qs[i * D + d] = q[i * qst + d] * a.scale;
+      acc[i * D + d] = 0;
+    }
   for (int64_t i = 0; i < nq; i++) {
     m[i] = kNegInf<T>;
     l[i] = 0;
@@ -201,8 +214,8 @@ MOX_INLINE void fwd_item(const AttnArgs<T>& a, int64_t item, T* ws) {
   const int64_t kend = a.causal ? std::min(Tk, q0 + nq + off) : Tk;
   for (int64_t k0 = 0; k0 < kend; k0 += kBk) {
     const int64_t nk = std::min(kBk, kend - k0);
-    load_transposed(k + k0 * D, nk, D, kt);
-    tile_products(qs, kt, nq, D, S);
+    load_transposed(k + k0 * kst, kst, nk, D, kt);
+    tile_products(qs, D, kt, nq, D, S);
     mask_tile(S, nq, nk, q0, k0, off, a.causal, pad ? pad + k0 : nullptr);
     for (int64_t i = 0; i < nq; i++) {
       T* s = S + i * kBk;
@@ -216,16 +229,16 @@ MOX_INLINE void fwd_item(const AttnArgs<T>& a, int64_t item, T* ws) {
       for (int64_t d = 0; d < D; d++) ar[d] *= c;
       // keys past the causal limit have weight 0: leave them out
       const int64_t n = a.causal ? std::min(nk, q0 + i + off - k0 + 1) : nk;
-      axpy_rows<T, DC>(ar, s, 1, v + k0 * D, n, D, T(1));
+      axpy_rows<T, DC>(ar, s, 1, v + k0 * vst, vst, n, D, T(1));
     }
   }
   for (int64_t i = 0; i < nq; i++) {
     if (l[i] > 0) {
       const T inv = T(1) / l[i];
-      for (int64_t d = 0; d < D; d++) o[i * D + d] = acc[i * D + d] * inv;
+      for (int64_t d = 0; d < D; d++) o[i * ost + d] = acc[i * D + d] * inv;
       lse[i] = m[i] + std::log(l[i]);
     } else {  // the row sees no key: output 0
-      for (int64_t d = 0; d < D; d++) o[i * D + d] = 0;
+      for (int64_t d = 0; d < D; d++) o[i * ost + d] = 0;
       lse[i] = kNegInf<T>;
     }
   }
@@ -241,16 +254,18 @@ template <typename T, int DC>
 MOX_INLINE void bwd_head(const AttnArgs<T>& a, int64_t bh, T* ws) {
   const int64_t D = DC ? DC : a.D, Tq = a.Tq, Tk = a.Tk;
   const int64_t b = bh / a.H;
-  const T* q = a.q + bh * Tq * D;
-  const T* k = a.k + bh * Tk * D;
-  const T* v = a.v + bh * Tk * D;
-  const T* o = a.o + bh * Tq * D;
-  const T* go = a.go + bh * Tq * D;
+  const int64_t qst = a.q.st, kst = a.k.st, vst = a.v.st, ost = a.o.st, gost = a.go.st;
+  const int64_t gqst = a.gq.st, gkst = a.gk.st, gvst = a.gv.st;
+  const T* q = a.q.head(bh, a.H);
+  const T* k = a.k.head(bh, a.H);
+  const T* v = a.v.head(bh, a.H);
+  const T* o = a.o.head(bh, a.H);
+  const T* go = a.go.head(bh, a.H);
   const T* lse = a.lse + bh * Tq;
   const uint8_t* pad = a.mask ? a.mask + b * Tk : nullptr;
-  T* gq = a.gq + bh * Tq * D;
-  T* gk = a.gk + bh * Tk * D;
-  T* gv = a.gv + bh * Tk * D;
+  T* gq = a.gq.head(bh, a.H);
+  T* gk = a.gk.head(bh, a.H);
+  T* gv = a.gv.head(bh, a.H);
   const int64_t off = Tk - Tq;
   const T scale = a.scale;
 
@@ -264,26 +279,28 @@ MOX_INLINE void bwd_head(const AttnArgs<T>& a, int64_t bh, T* ws) {
   T* dv = dk + kBk * D;
   for (int64_t i = 0; i < Tq; i++) {
     T s = 0;
-    for (int64_t d = 0; d < D; d++) s += go[i * D + d] * o[i * D + d];
+    for (int64_t d = 0; d < D; d++) s += go[i * gost + d] * o[i * ost + d];
     Di[i] = s;
   }
-  for (int64_t i = 0; i < Tq * D; i++) gq[i] = 0;
+  for (int64_t i = 0; i < Tq; i++)
+    for (int64_t d = 0; d < D; d++) gq[i * gqst + d] = 0;
   for (int64_t k0 = 0; k0 < Tk; k0 += kBk) {
     const int64_t nk = std::min(kBk, Tk - k0);
     for (int64_t i = 0; i < kBk * D; i++) {
       dk[i] = 0;
       dv[i] = 0;
     }
-    load_transposed(k + k0 * D, nk, D, kt);
-    load_transposed(v + k0 * D, nk, D, vt);
+    load_transposed(k + k0 * kst, kst, nk, D, kt);
+    load_transposed(v + k0 * vst, vst, nk, D, vt);
     // the first query that sees key k0 under the causal mask: i + off >= k0
     const int64_t qstart = a.causal ? std::max<int64_t>(0, k0 - off) : 0;
     for (int64_t q0 = qstart; q0 < Tq; q0 += kBq) {
       const int64_t nq = std::min(kBq, Tq - q0);
-      for (int64_t i = 0; i < nq * D; i++) qs[i] = q[q0 * D + i] * scale;
-      tile_products(qs, kt, nq, D, P);
+      for (int64_t i = 0; i < nq; i++)
+        for (int64_t d = 0; d < D; d++) qs[i * D + d] = q[(q0 + i) * qst + d] * scale;
+      tile_products(qs, D, kt, nq, D, P);
       mask_tile(P, nq, nk, q0, k0, off, a.causal, pad ? pad + k0 : nullptr);
-      tile_products(go + q0 * D, vt, nq, D, dP);
+      tile_products(go + q0 * gost, gost, vt, nq, D, dP);
       for (int64_t i = 0; i < nq; i++) {
         T* p = P + i * kBk;
         T* dp = dP + i * kBk;
@@ -303,21 +320,23 @@ MOX_INLINE void bwd_head(const AttnArgs<T>& a, int64_t bh, T* ws) {
       // (under the causal mask, the products with the scores known to be 0 are left out)
       for (int64_t i = 0; i < nq; i++) {
         const int64_t n = a.causal ? std::min(nk, q0 + i + off - k0 + 1) : nk;
-        if (n > 0) axpy_rows<T, DC>(gq + (q0 + i) * D, dP + i * kBk, 1, k + k0 * D, n, D, scale);
+        if (n > 0)
+          axpy_rows<T, DC>(gq + (q0 + i) * gqst, dP + i * kBk, 1, k + k0 * kst, kst, n, D, scale);
       }
       // dV_j += P^T dO_i; dK_j += scale dS^T Q_i (qs is already scaled)
       for (int64_t j = 0; j < nk; j++) {
         // the first row of the tile that sees key k0 + j
         const int64_t r0 = a.causal ? std::clamp<int64_t>(k0 + j - off - q0, 0, nq) : 0;
-        axpy_rows<T, DC>(dv + j * D, P + r0 * kBk + j, kBk, go + (q0 + r0) * D, nq - r0, D,
-                         T(1));
-        axpy_rows<T, DC>(dk + j * D, dP + r0 * kBk + j, kBk, qs + r0 * D, nq - r0, D, T(1));
+        axpy_rows<T, DC>(dv + j * D, P + r0 * kBk + j, kBk, go + (q0 + r0) * gost, gost, nq - r0,
+                         D, T(1));
+        axpy_rows<T, DC>(dk + j * D, dP + r0 * kBk + j, kBk, qs + r0 * D, D, nq - r0, D, T(1));
       }
     }
-    for (int64_t i = 0; i < nk * D; i++) {
-      gk[k0 * D + i] = dk[i];
-      gv[k0 * D + i] = dv[i];
-    }
+    for (int64_t j = 0; j < nk; j++)
+      for (int64_t d = 0; d < D; d++) {
+        gk[(k0 + j) * gkst + d] = dk[j * D + d];
+        gv[(k0 + j) * gvst + d] = dv[j * D + d];
+      }
   }
 }
 
@@ -376,6 +395,9 @@ template <typename Fn> void parallel_items(int64_t n, int64_t work, Fn&& fn) {
 
 bool contiguous_or_empty(const Tensor& t) { return t.numel() == 0 || t.is_contiguous(); }
 
+// The kernels need each position's D values contiguous (stride 1 in the last dim).
+bool rows_contiguous(const Tensor& t) { return t.numel() == 0 || t.size(3) == 1 || t.stride(3) == 1; }
+
 void check_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
                 const Tensor& mask, const std::vector<const Tensor*>& outs) {
   if (q.dtype() != DType::F32 && q.dtype() != DType::F64)
@@ -383,28 +405,33 @@ void check_args(const char* op, const Tensor& q, const Tensor& k, const Tensor& 
   if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4)
     throw Error(op, "expects 4-D q, k, v, got " + q.desc() + ", " + k.desc() + ", " + v.desc());
   for (const Tensor* t : {&k, &v})
-    if (t->dtype() != q.dtype() || !contiguous_or_empty(*t) || t->shape() != k.shape())
-      throw Error(op, "k and v must be contiguous " + std::string(dtype_name(q.dtype())) +
-                          " tensors of one shape, got " + k.desc() + ", " + v.desc());
-  if (!contiguous_or_empty(q)) throw Error(op, "expects a contiguous q, got strided " + q.desc());
+    if (t->dtype() != q.dtype() || !rows_contiguous(*t) || t->shape() != k.shape())
+      throw Error(op, "k and v must be " + std::string(dtype_name(q.dtype())) +
+                          " tensors of one shape with unit stride in D, got " + k.desc() + ", " +
+                          v.desc());
+  if (!rows_contiguous(q)) throw Error(op, "expects unit stride in q's last dim, got " + q.desc());
   if (k.size(0) != q.size(0) || k.size(1) != q.size(1) || k.size(3) != q.size(3))
     throw Error(op, "k " + k.desc() + " does not match q " + q.desc());
   if (mask.defined() && (mask.dtype() != DType::U8 || !contiguous_or_empty(mask) || mask.dim() != 2 ||
                          mask.size(0) != q.size(0) || mask.size(1) != k.size(2)))
     throw Error(op, "key_padding_mask must be a contiguous u8 [B, Tk] tensor, got " + mask.desc());
   for (const Tensor* t : outs)
-    if (t->dtype() != q.dtype() || !contiguous_or_empty(*t))
-      throw Error(op, "output " + t->desc() + " must be contiguous " +
-                          std::string(dtype_name(q.dtype())));
+    if (t->dtype() != q.dtype() || (t->dim() == 4 ? !rows_contiguous(*t) : !contiguous_or_empty(*t)))
+      throw Error(op, "output " + t->desc() + " must be " + std::string(dtype_name(q.dtype())) +
+                          (t->dim() == 4 ? " with unit stride in D" : " and contiguous"));
+}
+
+template <typename T> Rows<T> rows_of(const Tensor& t) {
+  return {const_cast<T*>(t.data<T>()), t.stride(0), t.stride(1), t.stride(2)};
 }
 
 template <typename T>
 AttnArgs<T> make_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                       bool causal, double scale) {
   AttnArgs<T> a{};
-  a.q = q.data<T>();
-  a.k = k.data<T>();
-  a.v = v.data<T>();
+  a.q = rows_of<T>(q);
+  a.k = rows_of<T>(k);
+  a.v = rows_of<T>(v);
   a.mask = mask.defined() ? mask.data<uint8_t>() : nullptr;
   a.B = q.size(0);
   a.H = q.size(1);
@@ -420,7 +447,7 @@ template <typename T>
 void attention_t(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
                  bool causal, double scale, const Tensor& out, const Tensor& lse) {
   AttnArgs<T> a = make_args<T>(q, k, v, mask, causal, scale);
-  a.o = out.data<T>();
+  a.o = rows_of<T>(out);
   a.lse = lse.data<T>();
   const int64_t items = a.B * a.H * ((a.Tq + kBq - 1) / kBq);
   parallel_items(items, a.B * a.H * a.Tq * a.Tk * a.D,
@@ -433,12 +460,12 @@ void attention_backward_t(const Tensor& q, const Tensor& k, const Tensor& v, con
                           const Tensor& gout, const Tensor& gq, const Tensor& gk,
                           const Tensor& gv) {
   AttnArgs<T> a = make_args<T>(q, k, v, mask, causal, scale);
-  a.o = const_cast<T*>(out.data<T>());
+  a.o = rows_of<T>(out);
   a.lse = const_cast<T*>(lse.data<T>());
-  a.go = gout.data<T>();
-  a.gq = gq.data<T>();
-  a.gk = gk.data<T>();
-  a.gv = gv.data<T>();
+  a.go = rows_of<T>(gout);
+  a.gq = rows_of<T>(gq);
+  a.gk = rows_of<T>(gk);
+  a.gv = rows_of<T>(gv);
   parallel_items(a.B * a.H, a.B * a.H * a.Tq * a.Tk * a.D,
                  [&](int64_t i0, int64_t i1) { bwd_heads(a, i0, i1); });
 }

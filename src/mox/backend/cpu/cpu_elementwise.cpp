@@ -130,6 +130,8 @@ MOX_INLINE void unary_loop(UnaryOp op, const T* __restrict xp,
   }
 }
 
+// xp and yp are never null (unary_backward substitutes gy for an unneeded operand), so the
+// unit-stride loop is branch-free and vectorises.
 template <typename T>
 MOX_INLINE void unary_grad_loop(UnaryOp op, const T* xp, int64_t xs,
                                                            const T* yp, int64_t ys, const T* gp,
@@ -139,8 +141,8 @@ MOX_INLINE void unary_grad_loop(UnaryOp op, const T* xp, int64_t xs,
 #define X(NAME, EXPR)                                                      \
   case UnaryOp::NAME:                                                      \
     for (int64_t i = 0; i < n; i++) {                                      \
-      [[maybe_unused]] const T x = xp ? xp[i * xs] : T(0);                 \
-      [[maybe_unused]] const T y = yp ? yp[i * ys] : T(0);                 \
+      [[maybe_unused]] const T x = xp[i * xs];                             \
+      [[maybe_unused]] const T y = yp[i * ys];                             \
       [[maybe_unused]] const T g = gp[i * gs];                                              \
       op_[i * os] = EXPR;                                                  \
     }                                                                      \

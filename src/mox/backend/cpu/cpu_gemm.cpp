@@ -1,5 +1,6 @@
-// Matrix products through OpenBLAS (cblas_sgemm / cblas_dgemm). Strided views whose
-// matrices are row- or column-major are passed as transposes, never copied.
+// Matrix products through oneDNN's sgemm (f32, when built with it and the CPU has AVX2)
+// or OpenBLAS (cblas_sgemm / cblas_dgemm). Strided views whose matrices are row- or
+// column-major are passed as transposes, never copied.
 // bf16 @ bf16 (into bf16 or f32) goes to oneDNN (dnnl_gemm.h: AMX / AVX512-BF16 kernels,
 // f32 accumulation) when the build has it and the CPU has a fast kernel; otherwise the
 // operands are converted to f32 and multiplied by OpenBLAS.
@@ -108,9 +109,12 @@ void CpuBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool 
       const T* Ai = A + i * sa;
       const T* Bi = B + i * sb;
       T* Ci = C + i * M * N;
-      if constexpr (std::is_same_v<T, float>)
+      if constexpr (std::is_same_v<T, float>) {
+        if (cpu::dnnl_sgemm_f32(La.transposed, Lb.transposed, M, N, K, float(alpha), Ai, La.ld,
+                                Bi, Lb.ld, float(beta), Ci, ldc))
+          return;
         cblas_sgemm(CblasRowMajor, TA, TB, M, N, K, float(alpha), Ai, La.ld, Bi, Lb.ld, float(beta), Ci, ldc);
-      else
+      } else
         cblas_dgemm(CblasRowMajor, TA, TB, M, N, K, alpha, Ai, La.ld, Bi, Lb.ld, beta, Ci, ldc);
     };
     // Small matrices in a big batch: parallelise over the batch with single-threaded BLAS

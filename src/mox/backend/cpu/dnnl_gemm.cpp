@@ -237,6 +237,24 @@ bool dnnl_gemm_bf16(int64_t batch, int64_t M, int64_t N, int64_t K, const DnnlMa
   return true;
 }
 
+bool dnnl_sgemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                    float* C, int64_t ldc) {
+  static const bool has_jit = [] {
+    const dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return isa != dnnl_cpu_isa_all && (isa & dnnl_cpu_isa_avx2) == dnnl_cpu_isa_avx2;
+  }();
+  // Small products (a decoding step's rows) stay with OpenBLAS, which runs them on the
+  // calling thread: oneDNN would start a parallel region for each, and on a busy machine
+  // waking the threads costs more than the product (measured: 3-30x slower decoding).
+  if (!g_enabled || !has_jit || M * N * K < (int64_t(1) << 18)) return false;
+  const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, A, lda, B,
+                                      ldb, beta, C, ldc);
+  if (st != dnnl_success) return false;
+  g_calls.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
 void dnnl_gemm_enable(bool on) { g_enabled = on; }
 bool dnnl_gemm_enabled() { return g_enabled; }
 int64_t dnnl_gemm_calls() { return g_calls.load(); }
@@ -254,6 +272,10 @@ namespace mox::cpu {
 
 bool dnnl_gemm_bf16(int64_t, int64_t, int64_t, int64_t, const DnnlMat&, const DnnlMat&, void*,
                     DType, float, float) {
+  return false;
+}
+bool dnnl_sgemm_f32(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t,
+                    const float*, int64_t, float, float*, int64_t) {
   return false;
 }
 void dnnl_gemm_enable(bool) {}

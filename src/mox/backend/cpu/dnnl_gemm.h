@@ -1,5 +1,5 @@
 #pragma once
-// bf16 matrix products through oneDNN (Debian's libdnnl, 2.x API): bf16 operands, f32
+// Matrix products through oneDNN (Debian's libdnnl, 2.x API): bf16 operands, f32
 // accumulation, bf16 or f32 result. On Sapphire Rapids oneDNN picks its AMX-BF16 brgemm
 // kernels, on AVX512-BF16 cores the AVX512 ones. Built only when CMake found oneDNN
 // (MOX_HAVE_DNNL); cpu_gemm.cpp otherwise computes bf16 products in f32 through OpenBLAS.
@@ -24,6 +24,16 @@ struct DnnlMat {
 // problem (only its reference implementation), so that the caller takes the f32 path.
 bool dnnl_gemm_bf16(int64_t batch, int64_t M, int64_t N, int64_t K, const DnnlMat& a,
                     const DnnlMat& b, void* out, DType out_dtype, float alpha, float beta);
+
+// C [M,N] (row-major, ldc) = alpha * op(A) @ op(B) + beta * C in f32 through oneDNN's
+// dnnl_sgemm (JIT AVX-512/AVX2 kernels; measured 1.2-2x OpenBLAS 0.3.21's sgemm on the
+// shapes of the Transformer and MLP here: bench/RESULTS.md). A is [M,K] (or [K,M] when ta),
+// row-major with leading dimension lda; likewise B. Returns false when oneDNN is not built
+// in, is switched off, the CPU lacks AVX2, or the product is small (M*N*K < 2^18: then
+// the caller uses OpenBLAS, which runs it on the calling thread).
+bool dnnl_sgemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                    const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                    float* C, int64_t ldc);
 
 // Switches oneDNN off (and on again) at run time, for comparisons and for testing the f32
 // path; on by default unless the environment has MOX_DNNL=0.
