@@ -19,5 +19,9 @@ Command add_cv_command(CLI::App& parent);
 Command add_eval_command(CLI::App& parent);
 Command add_predict_command(CLI::App& parent);
 Command add_tokenizer_command(CLI::App& parent);
+Command add_pretrain_command(CLI::App& parent);
+Command add_finetune_command(CLI::App& parent);
+Command add_generate_command(CLI::App& parent);
+Command add_export_command(CLI::App& parent);
 
 }  // namespace mox::cli

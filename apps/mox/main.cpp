@@ -36,7 +36,10 @@ int main(int argc, char** argv) {
   std::vector<mox::cli::Command> commands = {
       mox::cli::add_train_command(app), mox::cli::add_eval_command(app),
       mox::cli::add_predict_command(app), mox::cli::add_cv_command(app),
-      mox::cli::add_summary_command(app), mox::cli::add_tokenizer_command(app)};
+      mox::cli::add_summary_command(app), mox::cli::add_tokenizer_command(app),
+      mox::cli::add_pretrain_command(app), mox::cli::add_finetune_command(app),
+      mox::cli::add_generate_command(app),
+      mox::cli::add_export_command(app)};
 
   try {
     app.parse(argc, argv);

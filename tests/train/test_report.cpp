@@ -388,7 +388,7 @@ TEST(Report, ManyClassesDropTheCharts) {
 TEST(Report, InputErrors) {
   ReportInput in = cifar_like();
   in.task = "segmentation";
-  expect_error([&] { render_report(in); }, {"report", "task must be 'classification' or 'regression'", "segmentation"});
+  expect_error([&] { render_report(in); }, {"report", "task must be 'classification', 'regression' or 'language-model'", "segmentation"});
   in = cifar_like();
   in.class_names.pop_back();
   expect_error([&] { render_report(in); }, {"report", "class_names has 9 names", "split 'test' has 10 classes"});

@@ -291,6 +291,10 @@ toml::table parse_toml(const std::string& text, const std::string& file) {
 
 }  // namespace
 
+std::shared_ptr<ConfigTable> parse_config_table(const std::string& text, const std::string& file) {
+  return convert_table(parse_toml(text, file), file, "");
+}
+
 Config parse_config(const std::string& text, const std::string& file) {
   toml::table doc = parse_toml(text, file);
   std::shared_ptr<ConfigTable> root = convert_table(doc, file, "");

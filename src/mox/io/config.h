@@ -145,6 +145,9 @@ const std::vector<std::string>& config_sections();
 Config parse_config(const std::string& text, const std::string& file);
 // Reads and parses a file.
 Config load_config(const std::string& path);
+// The whole document as one table, for commands whose configs have other sections
+// (`mox pretrain`: [model] type = "gpt", [corpus], ...). Syntax errors as parse_config's.
+std::shared_ptr<ConfigTable> parse_config_table(const std::string& text, const std::string& file);
 
 // Applies command-line overrides "dotted.key=value" (`train.epochs=3`,
 // `model.layers[1].units=64`, `optimizer.betas=[0.9, 0.98]`) to TOML text and returns the

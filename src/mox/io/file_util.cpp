@@ -1,5 +1,7 @@
 #include "mox/io/file_util.h"
 
+#include <filesystem>
+
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -121,6 +123,31 @@ MappedFile::~MappedFile() {
 std::string read_file(const std::string& path) {
   auto m = MappedFile::open(path);
   return std::string(reinterpret_cast<const char*>(m->data()), m->size());
+}
+
+void write_dir_atomic(const std::string& dir, const std::function<void(const std::string&)>& fill) {
+  namespace fs = std::filesystem;
+  const std::string tmp = dir + ".tmp", old = dir + ".old";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  MOX_CHECK(!ec, dir, "cannot create the folder " + tmp + ": " + ec.message());
+  fill(tmp);
+  fs::remove_all(old, ec);
+  if (fs::exists(dir)) {
+    fs::rename(dir, old, ec);
+    MOX_CHECK(!ec, dir, "cannot move the previous folder aside: " + ec.message());
+  }
+  fs::rename(tmp, dir, ec);
+  MOX_CHECK(!ec, dir, "cannot move the new folder into place: " + ec.message());
+  fs::remove_all(old, ec);
+}
+
+std::string complete_dir(const std::string& dir, const std::string& marker) {
+  namespace fs = std::filesystem;
+  if (fs::exists(fs::path(dir) / marker)) return dir;
+  if (fs::exists(fs::path(dir + ".old") / marker)) return dir + ".old";
+  return "";
 }
 
 }  // namespace mox::io

@@ -7,6 +7,7 @@
 // Every failure throws mox::Error naming the file.
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -39,6 +40,14 @@ class AtomicFileWriter {
 
 // Writes `contents` to `path` atomically (see AtomicFileWriter).
 void write_file_atomic(const std::string& path, std::string_view contents);
+
+// Replaces the folder `dir` as a whole: fill(tmp) writes the new contents into dir + ".tmp",
+// then dir moves to dir + ".old", tmp to dir, and dir.old is removed. At every instant one
+// of dir and dir.old is complete (checkpoints). Throws mox::Error naming dir on failure.
+void write_dir_atomic(const std::string& dir, const std::function<void(const std::string& tmp)>& fill);
+// The folder to read after write_dir_atomic: dir when it holds `marker` (a file written
+// last), else dir + ".old" when that does (a swap was interrupted), else "".
+std::string complete_dir(const std::string& dir, const std::string& marker);
 
 // Whole-file memory map. Mapped privately and copy-on-write, so tensors that view the
 // mapping may be modified in place without touching the file; the mapping refers to the

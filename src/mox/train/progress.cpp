@@ -88,6 +88,7 @@ std::string ProgressBar::format_metric(double v) {
 }
 
 std::string ProgressBar::prefix() const {
+  if (!label_.empty()) return label_;
   return "Epoch " + std::to_string(epoch_) + "/" + std::to_string(epochs_);
 }
 

@@ -15,6 +15,7 @@
 #include <functional>
 #include <ostream>
 #include <string>
+#include <utility>
 
 #include "mox/train/history.h"
 
@@ -31,6 +32,9 @@ class ProgressBar {
   void update(int64_t step, const MetricValues& metrics = {});
   // Ends the epoch's display with its final metrics (training and validation).
   void finish(const MetricValues& metrics);
+
+  // Replaces the "Epoch 2/5" prefix (pre-training shows "Steps 101-200/500").
+  void set_label(std::string label) { label_ = std::move(label); }
 
   // How many times the live line was drawn (update() redraws plus finish()).
   int64_t redraws() const { return redraws_; }
@@ -61,6 +65,7 @@ class ProgressBar {
   int64_t redraws_ = 0;
   size_t last_len_ = 0;  // length of the line on screen, to blank what a shorter one leaves
   bool finished_ = false;
+  std::string label_;
 };
 
 }  // namespace mox::train

@@ -361,14 +361,21 @@ std::string pretty(const std::string& key) {
   if (key == "mae") return "Mean absolute error";
   if (key == "r2") return "R\xc2\xb2";
   if (is_lr_key(key)) return "Learning rate";
+  if (key == "step") return "Step";
+  if (key == "tokens_per_second") return "Tokens per second";
+  if (key == "perplexity") return "Perplexity";
   return key;
 }
 
-std::string curves_section(const History& h) {
+// x_key: the history key that gives each record's x (pre-training: "step"); empty: epochs.
+std::string curves_section(const History& h, const std::string& x_key) {
   if (h.epochs() == 0) return "";
+  const bool by_key = !x_key.empty() && h.has(x_key);
   std::vector<double> epochs;
-  for (int64_t e = 0; e < h.epochs(); ++e) epochs.push_back(double(e + 1));
-  const auto& keys = h.keys();
+  if (by_key) epochs = h.values(x_key);
+  else for (int64_t e = 0; e < h.epochs(); ++e) epochs.push_back(double(e + 1));
+  std::vector<std::string> keys = h.keys();
+  if (by_key) keys.erase(std::find(keys.begin(), keys.end(), x_key));
   std::set<std::string> keyset(keys.begin(), keys.end());
   // One chart per metric: the training key with its "val_" twin; lr charts go last.
   std::vector<std::vector<std::string>> charts, lr_charts;
@@ -419,7 +426,7 @@ std::string curves_section(const History& h) {
     opt.integer_x = true;
     opt.log_y = is_lr_key(key) && positive;
     const std::string title = pretty(key) + (opt.log_y ? " (log scale)" : "");
-    body += figure(line_chart(title, "Epoch", key, series, opt), id, title);
+    body += figure(line_chart(title, by_key ? pretty(x_key) : "Epoch", key, series, opt), id, title);
   }
   return "<section id=\"curves\">\n<h2>Training curves</h2>\n<div class=\"grid\">\n" + body + "</div>\n</section>\n";
 }
@@ -478,8 +485,10 @@ footer{color:var(--muted);font-size:12px;text-align:center;padding:4px 0 20px}
 
 std::string render_report(const ReportInput& in) {
   const bool classification = in.task == "classification";
-  MOX_CHECK(classification || in.task == "regression", kWhere,
-            "task must be 'classification' or 'regression', got '" + in.task + "'");
+  MOX_CHECK(classification || in.task == "regression" || in.task == "language-model", kWhere,
+            "task must be 'classification', 'regression' or 'language-model', got '" + in.task + "'");
+  MOX_CHECK(in.task != "language-model" || in.splits.empty(), kWhere,
+            "a language-model report takes its figures from the history and headline, not splits");
   {
     std::set<std::string> names;
     for (const auto& s : in.splits) {
@@ -548,6 +557,11 @@ std::string render_report(const ReportInput& in) {
     for (size_t i = 0; i < bits.size(); ++i) sub += (i ? " \xc2\xb7 " : "") + esc(bits[i]);
     h += "<p class=\"sub\">" + sub + "</p>\n";
     if (!in.data_description.empty()) h += "<p class=\"desc\">" + esc(in.data_description) + "</p>\n";
+    if (!in.headline.empty()) {
+      h += "<div class=\"cards\">\n";
+      for (const auto& [k, v] : in.headline) h += card(k, fmt(v));
+      h += "</div>\n";
+    }
     if (!in.splits.empty()) {
       const std::string& sn = in.splits[0].name;
       h += "<div class=\"cards\">\n";
@@ -580,7 +594,7 @@ std::string render_report(const ReportInput& in) {
     h += "</div>\n</header>\n";
   }
 
-  h += curves_section(in.history);
+  h += curves_section(in.history, in.x_key);
 
   if (classification && !cls.empty()) {
     const ClassScores& c = cls[0];

@@ -28,7 +28,7 @@ struct SplitOutputs {
 
 struct ReportInput {
   std::string title;                     // run name, e.g. "mlp"
-  std::string task;                      // "classification" or "regression"
+  std::string task;                      // "classification", "regression" or "language-model"
   std::vector<std::string> class_names;  // classification: names of classes 0..C-1
   History history;                       // per-epoch keys: loss, accuracy, val_loss, lr, ...
   std::vector<SplitOutputs> splits;      // usually test (and val); the first drives the
@@ -40,6 +40,8 @@ struct ReportInput {
   double samples_per_second = 0;
   int64_t parameters = 0;
   std::vector<std::pair<std::string, std::string>> facts;  // extra key/value rows (date, threads, command)
+  MetricValues headline;  // cards at the top ("val_loss", "val_perplexity", "tokens/s")
+  std::string x_key;      // the history key plotted on the x axis of the curves ("step"); empty: epochs
 };
 
 // The page as a string.

@@ -402,21 +402,16 @@ History Trainer::fit(std::shared_ptr<const data::Dataset> train, const FitOption
 
 namespace {
 const char* kTrainerFile = "trainer.json";
-std::string old_dir(const std::string& dir) { return dir + ".old"; }
-std::string tmp_dir(const std::string& dir) { return dir + ".tmp"; }
 }  // namespace
 
-bool Trainer::has_checkpoint(const std::string& dir) {
-  return fs::exists(fs::path(dir) / kTrainerFile) || fs::exists(fs::path(old_dir(dir)) / kTrainerFile);
-}
+bool Trainer::has_checkpoint(const std::string& dir) { return !io::complete_dir(dir, kTrainerFile).empty(); }
 
 void Trainer::save_checkpoint(const std::string& dir, const std::map<std::string, std::string>& extra) const {
-  const std::string tmp = tmp_dir(dir);
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  MOX_CHECK(!ec, dir, "cannot create the checkpoint folder " + tmp + ": " + ec.message());
+  io::write_dir_atomic(dir, [&](const std::string& tmp) { write_checkpoint_files(tmp, extra); });
+}
 
+void Trainer::write_checkpoint_files(const std::string& tmp,
+                                     const std::map<std::string, std::string>& extra) const {
   nn::save_state_dict(*model_, tmp + "/model.safetensors");
 
   io::NamedTensors tensors;
@@ -459,32 +454,17 @@ void Trainer::save_checkpoint(const std::string& dir, const std::map<std::string
     for (const auto& c : *callbacks_) cb_names.push_back(c->name());
   j["callbacks"] = cb_names;
   for (const auto& [name, contents] : extra) {
-    MOX_CHECK(name.find('/') == std::string::npos && name != kTrainerFile, dir, "bad extra file name " + name);
+    MOX_CHECK(name.find('/') == std::string::npos && name != kTrainerFile, tmp, "bad extra file name " + name);
     io::write_file_atomic(tmp + "/" + name, contents);
   }
   // trainer.json last: a folder without it is not a checkpoint.
   io::write_file_atomic(tmp + "/" + kTrainerFile, j.dump(1) + "\n");
-
-  // Swap: dir -> dir.old, tmp -> dir, drop dir.old. At every instant one of dir and
-  // dir.old is a whole checkpoint.
-  const std::string old = old_dir(dir);
-  fs::remove_all(old, ec);
-  if (fs::exists(dir)) {
-    fs::rename(dir, old, ec);
-    MOX_CHECK(!ec, dir, "cannot move the previous checkpoint aside: " + ec.message());
-  }
-  fs::rename(tmp, dir, ec);
-  MOX_CHECK(!ec, dir, "cannot move the new checkpoint into place: " + ec.message());
-  fs::remove_all(old, ec);
 }
 
 void Trainer::load_checkpoint(const std::string& dir_in) {
-  std::string dir = dir_in;
-  if (!fs::exists(fs::path(dir) / kTrainerFile)) {
-    MOX_CHECK(fs::exists(fs::path(old_dir(dir)) / kTrainerFile), dir_in,
-              "no checkpoint here (trainer.json missing)");
-    dir = old_dir(dir);  // a save was interrupted after moving the last one aside
-  }
+  // dir.old when a save was interrupted after moving the last one aside
+  const std::string dir = io::complete_dir(dir_in, kTrainerFile);
+  MOX_CHECK(!dir.empty(), dir_in, "no checkpoint here (trainer.json missing)");
   const std::string jpath = dir + "/" + kTrainerFile;
   nlohmann::json j;
   try {

@@ -173,6 +173,8 @@ class Trainer {
     int64_t samples = 0;
   };
   MetricValues running_metrics(const Running& r) const;
+  void write_checkpoint_files(const std::string& dir,
+                              const std::map<std::string, std::string>& extra) const;
   void accumulate(Running& r, const Tensor& logits, const Tensor& target, const Tensor& loss);
 
   std::shared_ptr<nn::Module> model_;

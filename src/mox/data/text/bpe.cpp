@@ -242,8 +242,11 @@ BpeTokenizer::BpeTokenizer(std::unordered_map<std::string, int32_t> encoder,
 }
 
 BpeTokenizer BpeTokenizer::load(const std::string& dir) {
-  const fs::path enc_path = fs::path(dir) / "encoder.json";
-  const fs::path bpe_path = fs::path(dir) / "vocab.bpe";
+  // OpenAI's names (encoder.json, vocab.bpe), else Hugging Face's for the same two files
+  // (vocab.json, merges.txt).
+  const bool hf = !fs::exists(fs::path(dir) / "encoder.json") && fs::exists(fs::path(dir) / "vocab.json");
+  const fs::path enc_path = fs::path(dir) / (hf ? "vocab.json" : "encoder.json");
+  const fs::path bpe_path = fs::path(dir) / (hf ? "merges.txt" : "vocab.bpe");
   const std::string enc_text = read_text(enc_path);
   nlohmann::json doc;
   try {

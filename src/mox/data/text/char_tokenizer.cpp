@@ -159,10 +159,11 @@ void CharTokenizer::save(const std::string& dir) const {
 
 std::unique_ptr<TextTokenizer> load_text_tokenizer(const std::string& dir) {
   const fs::path d(dir);
-  if (fs::exists(d / "encoder.json") || fs::exists(d / "vocab.bpe"))
+  if (fs::exists(d / "encoder.json") || fs::exists(d / "vocab.bpe") ||
+      (fs::exists(d / "vocab.json") && fs::exists(d / "merges.txt")))
     return std::make_unique<BpeTokenizer>(BpeTokenizer::load(dir));
   if (fs::exists(d / "tokenizer.json")) return std::make_unique<CharTokenizer>(CharTokenizer::load(dir));
-  throw Error(dir, "no tokenizer here (expected encoder.json + vocab.bpe, or tokenizer.json)");
+  throw Error(dir, "no tokenizer here (expected encoder.json + vocab.bpe, vocab.json + merges.txt, or tokenizer.json)");
 }
 
 }  // namespace mox::data

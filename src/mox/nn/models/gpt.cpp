@@ -1,7 +1,11 @@
 #include "mox/nn/models/gpt.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include <nlohmann/json.hpp>
+
+#include "mox/autograd/node.h"
 #include "mox/nn/init.h"
 #include "mox/ops/ops.h"
 
@@ -31,6 +35,53 @@ void GPTConfig::validate() const {
             "n_embd " + std::to_string(n_embd) + " is not a multiple of n_head " + std::to_string(n_head));
   MOX_CHECK(dropout >= 0 && dropout < 1, "GPTConfig", "dropout must be in [0, 1)");
   MOX_CHECK(bias, "GPTConfig", "bias = false is not supported yet (LayerNorm has no bias-free form in mox)");
+  MOX_CHECK(activation == "gelu_tanh" || activation == "gelu", "GPTConfig",
+            "activation must be \"gelu_tanh\" or \"gelu\", got \"" + activation + "\"");
+  MOX_CHECK(layer_norm_eps > 0, "GPTConfig", "layer_norm_eps must be > 0");
+}
+
+nlohmann::json gpt_config_to_json(const GPTConfig& c) {
+  return {{"type", "gpt"},         {"n_layer", c.n_layer},
+          {"n_head", c.n_head},    {"n_embd", c.n_embd},
+          {"block_size", c.block_size}, {"vocab_size", c.vocab_size},
+          {"dropout", c.dropout},  {"bias", c.bias},
+          {"tie_embeddings", c.tie_embeddings}, {"activation", c.activation},
+          {"layer_norm_eps", c.layer_norm_eps}};
+}
+
+GPTConfig gpt_config_from_json(const nlohmann::json& j, const std::string& where) {
+  MOX_CHECK(j.is_object(), where, "expected a JSON object for the GPT config");
+  GPTConfig c;
+  auto get = [&](const char* key, auto& field) {
+    if (!j.contains(key)) return;
+    using F = std::decay_t<decltype(field)>;
+    const nlohmann::json& v = j.at(key);
+    bool ok;
+    if constexpr (std::is_same_v<F, bool>) ok = v.is_boolean();
+    else if constexpr (std::is_integral_v<F>) ok = v.is_number_integer();
+    else if constexpr (std::is_floating_point_v<F>) ok = v.is_number();
+    else ok = v.is_string();
+    MOX_CHECK(ok, where, std::string("field \"") + key + "\" has the wrong type: " + v.dump());
+    field = v.get<F>();
+  };
+  if (j.contains("type"))
+    MOX_CHECK(j.at("type") == "gpt", where, "field \"type\" must be \"gpt\", got " + j.at("type").dump());
+  get("n_layer", c.n_layer);
+  get("n_head", c.n_head);
+  get("n_embd", c.n_embd);
+  get("block_size", c.block_size);
+  get("vocab_size", c.vocab_size);
+  get("dropout", c.dropout);
+  get("bias", c.bias);
+  get("tie_embeddings", c.tie_embeddings);
+  get("activation", c.activation);
+  get("layer_norm_eps", c.layer_norm_eps);
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    throw Error(where, e.what());
+  }
+  return c;
 }
 
 int64_t GPTConfig::num_parameters() const {
@@ -59,25 +110,48 @@ Tensor CausalSelfAttention::forward(const Tensor& x) {
   return resid_dropout->forward(c_proj->forward(y));
 }
 
-GPTMLP::GPTMLP(const GPTConfig& c) {
+Tensor CausalSelfAttention::forward_cached(const Tensor& x, const Tensor& k_cache,
+                                           const Tensor& v_cache, int64_t length,
+                                           const Tensor& mask) {
+  const int64_t B = x.size(0), t = x.size(1), H = n_head, D = n_embd / n_head;
+  // [B, t, 3C] -> q, k, v as [B, H, t, D] views (one view + one permute: few ops per token).
+  Tensor qkv = c_attn->forward(x).view({B, t, 3, H, D}).permute({2, 0, 3, 1, 4});
+  // The new keys and values go straight into their slots; attention then reads the filled
+  // part of the buffers as strided views (unit stride in D, so the kernel copies nothing).
+  k_cache.narrow(2, length, t).copy_(qkv.select(0, 1));
+  v_cache.narrow(2, length, t).copy_(qkv.select(0, 2));
+  Tensor y = scaled_dot_product_attention(qkv.select(0, 0), k_cache.narrow(2, 0, length + t),
+                                          v_cache.narrow(2, 0, length + t), /*causal=*/true,
+                                          -1.0, mask);
+  // y is laid out [B, t, H, D]: merging the heads is a view.
+  return c_proj->forward(y.transpose(1, 2).reshape({B, t, n_embd}));
+}
+
+GPTMLP::GPTMLP(const GPTConfig& c) : exact_gelu(c.activation == "gelu") {
   c_fc = register_module("c_fc", std::make_shared<Linear>(c.n_embd, 4 * c.n_embd, c.bias));
   c_proj = register_module("c_proj", std::make_shared<Linear>(4 * c.n_embd, c.n_embd, c.bias));
   dropout = register_module("dropout", std::make_shared<Dropout>(c.dropout));
 }
 
 Tensor GPTMLP::forward(const Tensor& x) {
-  return dropout->forward(c_proj->forward(gelu(c_fc->forward(x), /*tanh_approximation=*/true)));
+  return dropout->forward(c_proj->forward(gelu(c_fc->forward(x), /*tanh_approximation=*/!exact_gelu)));
 }
 
 GPTBlock::GPTBlock(const GPTConfig& c) {
-  ln_1 = register_module("ln_1", std::make_shared<LayerNorm>(c.n_embd));
+  ln_1 = register_module("ln_1", std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_eps));
   attn = register_module("attn", std::make_shared<CausalSelfAttention>(c));
-  ln_2 = register_module("ln_2", std::make_shared<LayerNorm>(c.n_embd));
+  ln_2 = register_module("ln_2", std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_eps));
   mlp = register_module("mlp", std::make_shared<GPTMLP>(c));
 }
 
 Tensor GPTBlock::forward(const Tensor& x) {
   Tensor h = x + attn->forward(ln_1->forward(x));
+  return h + mlp->forward(ln_2->forward(h));
+}
+
+Tensor GPTBlock::forward_cached(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,
+                                int64_t length, const Tensor& mask) {
+  Tensor h = x + attn->forward_cached(ln_1->forward(x), k_cache, v_cache, length, mask);
   return h + mlp->forward(ln_2->forward(h));
 }
 
@@ -98,7 +172,7 @@ GPT::GPT(const GPTConfig& config) : config_(config) {
     blocks.push_back(std::make_shared<GPTBlock>(c));
     h->add_child(std::to_string(i), blocks.back());
   }
-  ln_f = std::make_shared<LayerNorm>(c.n_embd);
+  ln_f = std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_eps);
   holder->add_child("ln_f", ln_f);
   if (!c.tie_embeddings) lm_head = register_module("lm_head", std::make_shared<Linear>(c.n_embd, c.vocab_size, false));
 
@@ -129,6 +203,68 @@ Tensor GPT::forward(const Tensor& idx) {
   Tensor pos = arange(T);
   Tensor x = drop->forward(wte->forward(idx) + wpe->forward(pos));
   for (auto& b : blocks) x = b->forward(x);
+  x = ln_f->forward(x);
+  return lm_head ? lm_head->forward(x) : matmul(x, wte->weight.transpose(0, 1));
+}
+
+KVCache GPT::make_cache(int64_t batch) const {
+  MOX_CHECK(batch >= 1, "GPT::make_cache", "batch must be >= 1, got " + std::to_string(batch));
+  const int64_t H = config_.n_head, D = config_.n_embd / config_.n_head;
+  const TensorOptions opt(wte->weight.dtype(), wte->weight.device());
+  KVCache cache;
+  for (size_t l = 0; l < blocks.size(); l++) {
+    cache.k.push_back(zeros({batch, H, config_.block_size, D}, opt));
+    cache.v.push_back(zeros({batch, H, config_.block_size, D}, opt));
+  }
+  return cache;
+}
+
+Tensor GPT::forward_cached(const Tensor& idx, KVCache& cache, bool last_only) {
+  const char* where = "GPT::forward_cached";
+  MOX_CHECK(idx.dim() == 2 && !is_floating(idx.dtype()), where,
+            "expected integer token ids [B, t], got " + idx.desc());
+  MOX_CHECK(cache.k.size() == blocks.size() && cache.v.size() == blocks.size(), where,
+            "the cache holds " + std::to_string(cache.k.size()) + " layers, the model " +
+                std::to_string(blocks.size()) + " (make it with GPT::make_cache)");
+  const int64_t B = idx.size(0), t = idx.size(1), L = cache.length, S = config_.block_size;
+  MOX_CHECK(B == cache.batch(), where,
+            "idx has " + std::to_string(B) + " rows, the cache " + std::to_string(cache.batch()));
+  MOX_CHECK(t >= 1, where, "no new tokens (idx " + idx.desc() + ")");
+  MOX_CHECK(L >= 0 && L + t <= S, where,
+            "the cache holds " + std::to_string(L) + " positions; " + std::to_string(t) +
+                " more exceed block_size " + std::to_string(S));
+  NoGradGuard no_grad;
+  Tensor x, mask;
+  if (!cache.pad.defined()) {
+    // Positions L..L+t-1 are rows of the position table: a view, broadcast over the batch.
+    x = wte->forward(idx) + wpe->weight.narrow(0, L, t);
+  } else {
+    const Tensor& pad = cache.pad;
+    MOX_CHECK(pad.dim() == 1 && pad.size(0) == B && pad.dtype() == DType::I64, where,
+              "cache.pad must be i64 [" + std::to_string(B) + "], got " + pad.desc());
+    const std::vector<int64_t> p = pad.to_vector<int64_t>();
+    for (int64_t b = 0; b < B; b++)
+      MOX_CHECK(p[size_t(b)] >= 0 && p[size_t(b)] <= S, where,
+                "cache.pad[" + std::to_string(b) + "] = " + std::to_string(p[size_t(b)]) +
+                    " is outside 0.." + std::to_string(S));
+    if (!cache.key_mask.defined() || !cache.key_mask_pad.same(pad)) {
+      std::vector<uint8_t> m(size_t(B * S), 0);
+      for (int64_t b = 0; b < B; b++)
+        std::fill_n(m.begin() + b * S, p[size_t(b)], uint8_t(1));
+      cache.key_mask = from_vector(m, {B, S});
+      cache.key_mask_pad = pad;
+    }
+    // Row b's slot s holds position s - pad[b]; padded slots (masked) take position 0.
+    std::vector<int64_t> pos(size_t(B * t));
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t j = 0; j < t; j++) pos[size_t(b * t + j)] = std::max<int64_t>(0, L + j - p[size_t(b)]);
+    x = wte->forward(idx) + wpe->forward(from_vector(pos, {B, t}));
+    mask = cache.key_mask.narrow(1, 0, L + t).contiguous();  // shared by every layer
+  }
+  for (size_t l = 0; l < blocks.size(); l++)
+    x = blocks[l]->forward_cached(x, cache.k[l], cache.v[l], L, mask);
+  cache.length = L + t;
+  if (last_only) x = x.select(1, t - 1);  // [B, C]: the head runs on one position per row
   x = ln_f->forward(x);
   return lm_head ? lm_head->forward(x) : matmul(x, wte->weight.transpose(0, 1));
 }

@@ -10,6 +10,10 @@
 // nn.Linear layout [out, in] (Hugging Face's Conv1D stores [in, out]: transpose on import).
 #include <cstdint>
 #include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
 
 #include "mox/nn/layers/dropout.h"
 #include "mox/nn/layers/embedding.h"
@@ -26,15 +30,48 @@ struct GPTConfig {
   double dropout = 0.0;
   bool bias = true;            // biases in the Linear layers and LayerNorms
   bool tie_embeddings = true;  // lm_head shares the token embedding's weight
+  // The MLP's GELU: "gelu_tanh" (GPT-2's "gelu_new", the tanh approximation) or "gelu"
+  // (the exact erf form, PyTorch's nn.GELU() default, as nanoGPT uses).
+  std::string activation = "gelu_tanh";
+  double layer_norm_eps = 1e-5;
   void validate() const;       // throws mox::Error naming the field
   // Parameters of the model this config describes (tied embeddings counted once).
   int64_t num_parameters() const;
+};
+
+// mox's model.json for a GPT: {"type": "gpt", "n_layer": .., "n_head": .., "n_embd": ..,
+// "block_size": .., "vocab_size": .., "dropout": .., "bias": .., "tie_embeddings": ..,
+// "activation": .., "layer_norm_eps": ..}. from_json: missing keys keep the defaults, a wrong
+// type or value throws mox::Error naming `where` and the key.
+nlohmann::json gpt_config_to_json(const GPTConfig& c);
+GPTConfig gpt_config_from_json(const nlohmann::json& j, const std::string& where);
+
+// Keys and values of the positions a GPT has already seen, for generation one token at a time
+// (GPT::forward_cached). Per layer, k[l] and v[l] are [B, H, block_size, D] buffers of which
+// the first `length` slots are filled. Rows of a batch share the slots: prompts of different
+// lengths are left-padded, `pad` (i64 [B]) says how many leading slots of each row are
+// padding; row b's token in slot s has position s - pad[b], and its padded slots are hidden
+// from attention by a key padding mask.
+struct KVCache {
+  std::vector<Tensor> k, v;
+  int64_t length = 0;  // slots filled
+  Tensor pad;          // optional i64 [B]: left-padding count per row
+  // The key padding mask built from `pad` (u8 [B, block_size]); rebuilt when `pad` is set to
+  // another tensor (not when its values are edited in place).
+  Tensor key_mask, key_mask_pad;
+  int64_t batch() const { return k.empty() ? 0 : k[0].size(0); }
 };
 
 class CausalSelfAttention : public Module {
  public:
   explicit CausalSelfAttention(const GPTConfig& c);
   Tensor forward(const Tensor& x) override;  // [B, T, C] -> [B, T, C]
+  // Inference over a cache (under NoGradGuard): x [B, t, C] holds the new positions; their
+  // keys and values are written into k_cache/v_cache ([B, H, S, D]) at slots
+  // length..length+t-1, and the queries attend to slots 0..length+t-1 (mask: u8 [B,
+  // length+t], nonzero = padding, or undefined).
+  Tensor forward_cached(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,
+                        int64_t length, const Tensor& mask);
   std::string type_name() const override { return "CausalSelfAttention"; }
   std::shared_ptr<Linear> c_attn, c_proj;
   std::shared_ptr<Dropout> resid_dropout;
@@ -49,12 +86,15 @@ class GPTMLP : public Module {
   std::string type_name() const override { return "MLP"; }
   std::shared_ptr<Linear> c_fc, c_proj;
   std::shared_ptr<Dropout> dropout;
+  bool exact_gelu = false;
 };
 
 class GPTBlock : public Module {
  public:
   explicit GPTBlock(const GPTConfig& c);
   Tensor forward(const Tensor& x) override;  // x + attn(ln_1(x)), then + mlp(ln_2(.))
+  Tensor forward_cached(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,
+                        int64_t length, const Tensor& mask);  // see CausalSelfAttention
   std::string type_name() const override { return "Block"; }
   std::shared_ptr<LayerNorm> ln_1, ln_2;
   std::shared_ptr<CausalSelfAttention> attn;
@@ -67,6 +107,15 @@ class GPT : public Module {
   // idx: i64 token ids [B, T] with T <= block_size -> logits [B, T, vocab_size].
   Tensor forward(const Tensor& idx) override;
   std::string type_name() const override { return "GPT"; }
+
+  // An empty cache for `batch` rows (zeroed buffers in the parameters' dtype, length 0).
+  KVCache make_cache(int64_t batch) const;
+  // Incremental inference (runs under NoGradGuard; dropout is never applied): idx [B, t]
+  // holds the next t tokens of each row; their keys/values are appended to the cache at slots
+  // length..length+t-1 (length grows by t) and the logits returned: [B, t, vocab_size], or
+  // only the last position's [B, vocab_size] when last_only. Throws mox::Error when the batch
+  // does not match the cache or length + t > block_size (the caller starts a new cache).
+  Tensor forward_cached(const Tensor& idx, KVCache& cache, bool last_only = true);
   const GPTConfig& config() const { return config_; }
 
   std::shared_ptr<Module> transformer;  // wte, wpe, drop, h.<i>, ln_f
