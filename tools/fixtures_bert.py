@@ -34,40 +34,19 @@ The references are computed in f64 from the f32 weights and inputs and rounded t
 import json
 import math
 import os
-import struct
 import sys
 
 import torch
+
+from fixture_io import save_safetensors
 import torch.nn as nn
 import torch.nn.functional as F
 
-DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
 
 CONFIG = dict(vocab_size=23, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
               intermediate_size=32, max_position_embeddings=12, type_vocab_size=2,
               layer_norm_eps=1e-12)
 NUM_LABELS = 3
-
-
-def save_safetensors(path, tensors, metadata):
-    """The reference layout: JSON header in insertion order, padded with spaces to a multiple
-    of 8 bytes, then the data in the same order."""
-    header = {"__metadata__": dict(sorted(metadata.items()))}
-    blobs, offset = [], 0
-    for name, t in tensors.items():
-        t = t.detach().contiguous()
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 # ------------------------------------------------------------------ the reference BERT

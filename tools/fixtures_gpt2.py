@@ -31,37 +31,16 @@ runner-up by a clear margin, so that f32 rounding cannot flip a choice.
 import json
 import math
 import os
-import struct
 import sys
 
 import torch
 
-DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.uint8: "U8"}
+from fixture_io import save_safetensors
+
 
 VOCAB, N_POS, N_EMBD, N_LAYER, N_HEAD = 50, 16, 32, 2, 4
 STD = 0.2
 LN_EPS = 1e-5
-
-
-def save_safetensors(path, tensors, metadata=None):
-    """The reference layout: 8-byte little-endian header length, JSON header (insertion order,
-    padded with spaces to a multiple of 8 bytes), then the raw data in the same order."""
-    header = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
-    blobs, offset = [], 0
-    for name, t in tensors.items():
-        t = t.detach().contiguous()
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def hf_state_dict(gen):

@@ -314,7 +314,7 @@ TEST(Bert, ConfigJson) {
   EXPECT_EQ(d.num_hidden_layers, 4);
   EXPECT_EQ(d.layer_norm_eps, 1e-12);
   expect_error([] { nn::bert_config_from_json(nlohmann::json{{"hidden_size", "64"}}, "run/model.json"); },
-               {"run/model.json", "hidden_size", "wrong type"});
+               {"run/model.json", "hidden_size", "expected an integer"});
   expect_error([] { nn::bert_config_from_json(nlohmann::json{{"layer_norm_eps", true}}, "m.json"); },
                {"m.json", "layer_norm_eps"});
   expect_error([] { nn::bert_config_from_json(nlohmann::json{{"type", "gpt"}}, "m.json"); }, {"m.json", "type"});

@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mox/io/json_field.h"
 #include "mox/nn/init.h"
 #include "mox/ops/ops.h"
 
@@ -87,20 +88,9 @@ nlohmann::json bert_config_to_json(const BertConfig& c) {
 }
 
 BertConfig bert_config_from_json(const nlohmann::json& j, const std::string& where) {
-  MOX_CHECK(j.is_object(), where, "expected a JSON object for the BERT config");
+  io::check_json_kind(j, "bert", where);
   BertConfig c;
-  auto get = [&](const char* key, auto& field) {
-    if (!j.contains(key)) return;
-    using F = std::decay_t<decltype(field)>;
-    const nlohmann::json& v = j.at(key);
-    bool ok;
-    if constexpr (std::is_integral_v<F>) ok = v.is_number_integer();
-    else ok = v.is_number();
-    MOX_CHECK(ok, where, std::string("field \"") + key + "\" has the wrong type: " + v.dump());
-    field = v.get<F>();
-  };
-  if (j.contains("type"))
-    MOX_CHECK(j.at("type") == "bert", where, "field \"type\" must be \"bert\", got " + j.at("type").dump());
+  auto get = [&](const char* key, auto& field) { io::json_read(j, key, field, where); };
   get("vocab_size", c.vocab_size);
   get("hidden_size", c.hidden_size);
   get("num_hidden_layers", c.num_hidden_layers);
@@ -111,12 +101,7 @@ BertConfig bert_config_from_json(const nlohmann::json& j, const std::string& whe
   get("hidden_dropout_prob", c.hidden_dropout_prob);
   get("attention_probs_dropout_prob", c.attention_probs_dropout_prob);
   get("layer_norm_eps", c.layer_norm_eps);
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    throw Error(where, e.what());
-  }
-  return c;
+  return io::validated(c, where);
 }
 
 // ------------------------------------------------------------------ pieces

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mox/autograd/node.h"
+#include "mox/io/json_field.h"
 #include "mox/nn/init.h"
 #include "mox/ops/ops.h"
 
@@ -50,22 +51,9 @@ nlohmann::json gpt_config_to_json(const GPTConfig& c) {
 }
 
 GPTConfig gpt_config_from_json(const nlohmann::json& j, const std::string& where) {
-  MOX_CHECK(j.is_object(), where, "expected a JSON object for the GPT config");
+  io::check_json_kind(j, "gpt", where);
   GPTConfig c;
-  auto get = [&](const char* key, auto& field) {
-    if (!j.contains(key)) return;
-    using F = std::decay_t<decltype(field)>;
-    const nlohmann::json& v = j.at(key);
-    bool ok;
-    if constexpr (std::is_same_v<F, bool>) ok = v.is_boolean();
-    else if constexpr (std::is_integral_v<F>) ok = v.is_number_integer();
-    else if constexpr (std::is_floating_point_v<F>) ok = v.is_number();
-    else ok = v.is_string();
-    MOX_CHECK(ok, where, std::string("field \"") + key + "\" has the wrong type: " + v.dump());
-    field = v.get<F>();
-  };
-  if (j.contains("type"))
-    MOX_CHECK(j.at("type") == "gpt", where, "field \"type\" must be \"gpt\", got " + j.at("type").dump());
+  auto get = [&](const char* key, auto& field) { io::json_read(j, key, field, where); };
   get("n_layer", c.n_layer);
   get("n_head", c.n_head);
   get("n_embd", c.n_embd);
@@ -76,12 +64,7 @@ GPTConfig gpt_config_from_json(const nlohmann::json& j, const std::string& where
   get("tie_embeddings", c.tie_embeddings);
   get("activation", c.activation);
   get("layer_norm_eps", c.layer_norm_eps);
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    throw Error(where, e.what());
-  }
-  return c;
+  return io::validated(c, where);
 }
 
 int64_t GPTConfig::num_parameters() const {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mox/io/file_util.h"
+#include "mox/io/json_field.h"
 #include "mox/io/safetensors.h"
 #include "mox/nn/serialize.h"
 #include "mox/ops/ops.h"
@@ -35,30 +36,6 @@ bool is_hf_attention_buffer(const std::string& name, const std::string& prefix) 
   if (i == 2) return false;
   rest = rest.substr(i);
   return rest == ".attn.bias" || rest == ".attn.masked_bias";
-}
-
-// A JSON value of the config, type-checked; std::nullopt when absent.
-template <typename T>
-std::optional<T> hf_get(const nlohmann::json& j, const char* key, const std::string& where) {
-  if (!j.contains(key)) return std::nullopt;
-  const nlohmann::json& v = j.at(key);
-  bool ok;
-  const char* expected;
-  if constexpr (std::is_same_v<T, bool>) {
-    ok = v.is_boolean();
-    expected = "a boolean";
-  } else if constexpr (std::is_integral_v<T>) {
-    ok = v.is_number_integer();
-    expected = "an integer";
-  } else if constexpr (std::is_floating_point_v<T>) {
-    ok = v.is_number();
-    expected = "a number";
-  } else {
-    ok = v.is_string();
-    expected = "a string";
-  }
-  MOX_CHECK(ok, where, std::string(key) + ": expected " + expected + ", got " + v.dump());
-  return v.get<T>();
 }
 
 std::string torch_dtype_name(DType t) {
@@ -177,27 +154,27 @@ bool gpt_is_conv1d_weight(const std::string& name) {
 
 GPTConfig gpt_config_from_hf(const nlohmann::json& j, const std::string& where) {
   MOX_CHECK(j.is_object(), where, "expected a JSON object (a Hugging Face GPT-2 config.json)");
-  if (auto t = hf_get<std::string>(j, "model_type", where))
+  if (auto t = io::json_get<std::string>(j, "model_type", where))
     MOX_CHECK(*t == "gpt2", where, "model_type: expected \"gpt2\", got \"" + *t + "\" (mox reads GPT-2 models only)");
 
   // GPT2Config's defaults, for keys the file leaves out.
   GPTConfig c;
-  c.n_layer = hf_get<int64_t>(j, "n_layer", where).value_or(12);
-  c.n_head = hf_get<int64_t>(j, "n_head", where).value_or(12);
-  c.n_embd = hf_get<int64_t>(j, "n_embd", where).value_or(768);
-  c.vocab_size = hf_get<int64_t>(j, "vocab_size", where).value_or(50257);
+  c.n_layer = io::json_get<int64_t>(j, "n_layer", where).value_or(12);
+  c.n_head = io::json_get<int64_t>(j, "n_head", where).value_or(12);
+  c.n_embd = io::json_get<int64_t>(j, "n_embd", where).value_or(768);
+  c.vocab_size = io::json_get<int64_t>(j, "vocab_size", where).value_or(50257);
   // n_positions sizes wpe; n_ctx is its older alias (transformers ignores it when both exist).
-  std::optional<int64_t> n_positions = hf_get<int64_t>(j, "n_positions", where);
-  if (!n_positions) n_positions = hf_get<int64_t>(j, "n_ctx", where);
+  std::optional<int64_t> n_positions = io::json_get<int64_t>(j, "n_positions", where);
+  if (!n_positions) n_positions = io::json_get<int64_t>(j, "n_ctx", where);
   c.block_size = n_positions.value_or(1024);
-  c.layer_norm_eps = hf_get<double>(j, "layer_norm_epsilon", where).value_or(1e-5);
-  c.dropout = hf_get<double>(j, "resid_pdrop", where).value_or(0.1);
-  hf_get<double>(j, "embd_pdrop", where);  // type-checked; mox has one dropout rate
-  hf_get<double>(j, "attn_pdrop", where);
-  c.tie_embeddings = hf_get<bool>(j, "tie_word_embeddings", where).value_or(true);
+  c.layer_norm_eps = io::json_get<double>(j, "layer_norm_epsilon", where).value_or(1e-5);
+  c.dropout = io::json_get<double>(j, "resid_pdrop", where).value_or(0.1);
+  io::json_get<double>(j, "embd_pdrop", where);  // type-checked; mox has one dropout rate
+  io::json_get<double>(j, "attn_pdrop", where);
+  c.tie_embeddings = io::json_get<bool>(j, "tie_word_embeddings", where).value_or(true);
   c.bias = true;
 
-  const std::string act = hf_get<std::string>(j, "activation_function", where).value_or("gelu_new");
+  const std::string act = io::json_get<std::string>(j, "activation_function", where).value_or("gelu_new");
   if (act == "gelu_new" || act == "gelu_pytorch_tanh") c.activation = "gelu_tanh";
   else if (act == "gelu") c.activation = "gelu";
   else
@@ -205,16 +182,16 @@ GPTConfig gpt_config_from_hf(const nlohmann::json& j, const std::string& where) 
                            "\" is not supported (mox's GPT has \"gelu_new\", \"gelu_pytorch_tanh\" and \"gelu\")");
 
   if (j.contains("n_inner") && !j.at("n_inner").is_null()) {
-    const int64_t n_inner = *hf_get<int64_t>(j, "n_inner", where);
+    const int64_t n_inner = *io::json_get<int64_t>(j, "n_inner", where);
     MOX_CHECK(n_inner == 4 * c.n_embd, where,
               "n_inner: " + std::to_string(n_inner) + " is not supported (mox's GPT MLP is 4 * n_embd = " +
                   std::to_string(4 * c.n_embd) + ")");
   }
-  if (auto v = hf_get<bool>(j, "scale_attn_weights", where))
+  if (auto v = io::json_get<bool>(j, "scale_attn_weights", where))
     MOX_CHECK(*v, where, "scale_attn_weights: false is not supported (mox scales attention by 1/sqrt(head_dim))");
-  if (auto v = hf_get<bool>(j, "scale_attn_by_inverse_layer_idx", where))
+  if (auto v = io::json_get<bool>(j, "scale_attn_by_inverse_layer_idx", where))
     MOX_CHECK(!*v, where, "scale_attn_by_inverse_layer_idx: true is not supported");
-  if (auto v = hf_get<bool>(j, "add_cross_attention", where))
+  if (auto v = io::json_get<bool>(j, "add_cross_attention", where))
     MOX_CHECK(!*v, where, "add_cross_attention: true is not supported (mox's GPT is decoder-only)");
 
   try {
