@@ -72,8 +72,10 @@ TEST_F(FinetuneCli, FromAPretrainedEncoderAndFromScratch) {
   ASSERT_EQ(pre.code, 0) << pre.err;
   auto ft = run_cli({"finetune", dir + "/cls.toml", "--out", dir + "/ft", "--quiet"});
   ASSERT_EQ(ft.code, 0) << ft.err;
-  auto scratch = run_cli({"finetune", dir + "/cls.toml", "--out", dir + "/scratch", "--set", "model.pretrained=\"\"", "--quiet"});
+  auto scratch = run_cli({"finetune", dir + "/cls.toml", "--out", dir + "/scratch", "--set", "model.load_weights=false", "--quiet"});
   ASSERT_EQ(scratch.code, 0) << scratch.err;
+  auto bytes = run_cli({"finetune", dir + "/cls.toml", "--out", dir + "/bytes", "--set", "model.pretrained=\"\"", "--quiet"});
+  ASSERT_EQ(bytes.code, 0) << bytes.err;
   for (const char* f : {"model.json", "model.safetensors", "tokenizer/tokenizer.json", "history.csv", "summary.json", "report.html"})
     EXPECT_TRUE(fs::exists(dir + "/ft/" + f)) << f;
   auto s = nlohmann::json::parse(slurp(dir + "/ft/summary.json"));
@@ -85,6 +87,9 @@ TEST_F(FinetuneCli, FromAPretrainedEncoderAndFromScratch) {
   EXPECT_GT(base, 0.5);  // two unequal classes: the majority holds more than half
   auto z = nlohmann::json::parse(slurp(dir + "/scratch/summary.json"));
   EXPECT_EQ(z["pretrained"].get<std::string>(), "");
+  EXPECT_EQ(z["architecture_from"], s["pretrained"]);
+  // load_weights = false: the same architecture and tokenizer, other weights.
+  EXPECT_NE(slurp(dir + "/ft/model.safetensors"), slurp(dir + "/scratch/model.safetensors"));
   // Same data split and budget in both runs.
   EXPECT_EQ(s["test_examples"], z["test_examples"]);
   EXPECT_EQ(s["steps"], z["steps"]);

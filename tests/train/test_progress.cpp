@@ -40,6 +40,17 @@ TEST(ProgressBar, LogModePrintsExactlyOneLinePerEpoch) {
   EXPECT_EQ(bar.redraws(), 0);
 }
 
+TEST(ProgressBar, LabelAndRateMetrics) {
+  // Pre-training's display: a step-range label in place of "Epoch", tokens/s as a rate.
+  FakeClock clock;
+  std::ostringstream out;
+  ProgressBar bar(100, 1, 1, out, /*interactive=*/false, clock.fn());
+  bar.set_label("Steps 101-200/500");
+  clock.t += 20.0;
+  bar.finish({{"loss", 2.5}, {"tok/s", 16572.37}, {"it/s", 3.5}});
+  EXPECT_EQ(out.str(), "Steps 101-200/500  100 steps  20.0 s  5.00 it/s  loss 2.5000  tok/s 16.6k  it/s 3.5\n");
+}
+
 TEST(ProgressBar, LogModeWithoutUpdatesUsesTotalSteps) {
   FakeClock clock;
   std::ostringstream out;

@@ -61,6 +61,9 @@ FinetuneResult run_finetune(const std::string& config_path, const FinetuneOption
   if (!pretrained.empty() && fs::path(pretrained).is_relative() && !fs::exists(pretrained))
     pretrained = (fs::path(config_path).parent_path() / pretrained).string();
   const double dropout = m.get_float("dropout", 0.1);
+  // false: the pre-trained run's tokenizer and architecture with random weights (the
+  // baseline of a transfer comparison: everything equal but the pre-training)
+  const bool load_weights = m.get_bool("load_weights", true);
   // The sizes of a fresh encoder (read always, used when there is no pre-trained one).
   nn::BertConfig fresh;
   fresh.num_hidden_layers = m.get_int("num_hidden_layers", fresh.num_hidden_layers);
@@ -149,7 +152,7 @@ FinetuneResult run_finetune(const std::string& config_path, const FinetuneOption
 
   manual_seed(seed);
   auto clf = std::make_shared<nn::BertForSequenceClassification>(bc, K);
-  if (!pretrained.empty()) {
+  if (!pretrained.empty() && load_weights) {
     // The MLM run's encoder (bert.*) goes in; the pooler and the classifier start fresh.
     auto mlm = std::make_shared<nn::BertForMaskedLM>(bc);
     nn::load_state_dict(*mlm, pretrained + "/model.safetensors");
@@ -179,7 +182,7 @@ FinetuneResult run_finetune(const std::string& config_path, const FinetuneOption
   auto sched = std::make_shared<optim::CosineAnnealingLR>(*opt, steps, warmup, 0.0);
   fo.callbacks.push_back(std::make_shared<LearningRateScheduler>(sched, /*per_step=*/true));
   if (log)
-    *log << "fine-tuning a BERT classifier (" << (pretrained.empty() ? "random init" : "pre-trained: " + pretrained)
+    *log << "fine-tuning a BERT classifier (" << (load_weights && !pretrained.empty() ? "pre-trained: " + pretrained : "random init")
          << ") on " << K << " fortune categories: " << split.train.size() << " train / " << split.val.size()
          << " val / " << split.test.size() << " test, max_length " << L << "\n"
          << std::flush;
@@ -215,9 +218,10 @@ FinetuneResult run_finetune(const std::string& config_path, const FinetuneOption
   r.test_accuracy = rep.accuracy;
   r.test_macro_f1 = rep.macro.f1;
   r.baseline_accuracy = base.accuracy;
-  r.pretrained = !pretrained.empty();
+  r.pretrained = !pretrained.empty() && load_weights;
   nlohmann::json sj = {{"task", "classification"},
-                       {"pretrained", pretrained},
+                       {"pretrained", r.pretrained ? pretrained : ""},
+                       {"architecture_from", pretrained},
                        {"classes", corpus.class_names},
                        {"test", {{"accuracy", rep.accuracy}, {"macro_f1", rep.macro.f1}, {"loss", test.value("loss")}}},
                        {"baseline", {{"majority_class", corpus.class_names[size_t(major)]}, {"accuracy", base.accuracy}, {"macro_f1", base.macro.f1}}},
@@ -238,7 +242,7 @@ FinetuneResult run_finetune(const std::string& config_path, const FinetuneOption
   ri.splits = {SplitOutputs{"test", test.outputs, test.targets, test.metrics}};
   ri.config_toml = text;
   ri.parameters = model->num_parameters();
-  ri.data_description = "fortune categories; BERT encoder " + std::string(pretrained.empty() ? "from random weights" : "pre-trained in " + pretrained);
+  ri.data_description = "fortune categories; BERT encoder " + std::string(r.pretrained ? "pre-trained in " + pretrained : "from random weights");
   ri.seconds_per_epoch = trainer.seconds_per_epoch();
   write_report(run_dir + "/report.html", ri);
   if (log) {

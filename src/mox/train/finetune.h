@@ -8,6 +8,8 @@
 //            model.safetensors, tokenizer/); without it: type = "bert" and the sizes
 //            (num_hidden_layers, num_attention_heads, hidden_size, intermediate_size,
 //            max_position_embeddings), a byte tokenizer and random weights
+//            load_weights = true (false: the pre-trained run's tokenizer and architecture
+//            with random weights: the no-pre-training baseline at an equal budget)
 //            dropout = 0.1 (classifier and encoder)
 //   [data]   categories = ["computers", ...] (fortune files), fortune_dir, max_length = 128
 //            (tokens, [CLS] included; longer fortunes are cut), val_fraction = 0.1,

@@ -244,13 +244,14 @@ void prepare_corpus(const PretrainConfig& c, const std::string& run_dir, std::os
   if (fs::exists(data_dir + "/val.tok") && fs::exists(data_dir + "/train.tok")) return;
   const double t0 = now_seconds();
   data::CorpusText corpus = data::read_corpus(c.corpus.source);
-  // Fine-tuning keeps the pre-trained model's tokenizer (its ids are what the model knows).
-  const bool inherit = !c.init.empty() && fs::exists(c.init + "/tokenizer");
-  std::unique_ptr<data::TextTokenizer> tok =
-      inherit ? data::load_text_tokenizer(c.init + "/tokenizer") : make_tokenizer(c.corpus, corpus.text, log);
   // The split is on the text (the first 1 - val_fraction of it trains), as nanoGPT splits
   // its ids; cutting the text keeps the two token streams independent of the tokenizer.
   const size_t cut = size_t(double(corpus.text.size()) * (1 - c.corpus.val_fraction));
+  // Fine-tuning keeps the pre-trained model's tokenizer (its ids are what the model knows);
+  // otherwise a char or BPE vocabulary is learnt from the training split only.
+  const bool inherit = !c.init.empty() && fs::exists(c.init + "/tokenizer");
+  std::unique_ptr<data::TextTokenizer> tok = inherit ? data::load_text_tokenizer(c.init + "/tokenizer")
+                                                     : make_tokenizer(c.corpus, corpus.text.substr(0, cut), log);
   std::vector<int32_t> train = tok->encode(std::string_view(corpus.text).substr(0, cut));
   std::vector<int32_t> val = tok->encode(std::string_view(corpus.text).substr(cut));
   fs::create_directories(data_dir);

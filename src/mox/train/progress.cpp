@@ -20,12 +20,21 @@ std::string printf_string(const char* fmt, double v) {
   return buf;
 }
 
-// "name value" pairs joined by `sep`.
+// "name value" pairs joined by `sep`. A key ending in "/s" is a rate: "tok/s 16.6k".
 std::string metrics_text(const MetricValues& metrics, const char* sep) {
   std::string s;
   for (const auto& [k, v] : metrics) {
     if (!s.empty()) s += sep;
-    s += k + " " + ProgressBar::format_metric(v);
+    const bool rate = k.size() > 2 && k.compare(k.size() - 2, 2, "/s") == 0;
+    if (rate) {  // three significant digits with a k/M suffix
+      const double a = std::fabs(v);
+      s += k + " " + (a < 999.5 ? printf_string("%.3g", v)
+                      : a < 99.95e3 ? printf_string("%.1fk", v / 1e3)
+                      : a < 999.5e3 ? printf_string("%.0fk", v / 1e3)
+                                    : printf_string("%.2fM", v / 1e6));
+    } else {
+      s += k + " " + ProgressBar::format_metric(v);
+    }
   }
   return s;
 }

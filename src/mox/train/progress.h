@@ -10,7 +10,8 @@
 //     Epoch 2/5  938 steps  3.21 s  292 it/s  loss 0.4123  accuracy 0.8512  val_loss 0.3
 // total_steps <= 0 means an epoch of unknown length: no bar and no ETA.
 // Number formats: rates with k/M suffixes (1.2k it/s; below 1 it/s the step time in s/it),
-// ETA as m:ss (h:mm:ss from an hour), metrics with 4 decimals (scientific when tiny/huge).
+// ETA as m:ss (h:mm:ss from an hour), metrics with 4 decimals (scientific when tiny/huge),
+// a metric whose key ends in "/s" as a rate ("tok/s 16.6k").
 #include <cstdint>
 #include <functional>
 #include <ostream>
