@@ -52,6 +52,18 @@ TEST(Gpt, NamesAndParameterCount) {
   nn::GPT u(untied);
   EXPECT_EQ(u.num_parameters(), tiny().num_parameters() + 11 * 16);
   EXPECT_EQ(u.named_parameters().keys().back(), "lm_head.weight");
+  // nanoGPT's bias = False: no bias in any Linear or LayerNorm; the formula's count drops
+  // the 2 LayerNorm + 3C + C + 4C + C Linear biases per block and ln_f's.
+  nn::GPTConfig nb = tiny();
+  nb.bias = false;
+  nn::GPT n(nb);
+  for (const auto& name : n.named_parameters().keys())
+    EXPECT_EQ(name.find(".bias"), std::string::npos) << name;
+  EXPECT_EQ(n.num_parameters(), nb.num_parameters());
+  const int64_t C = 16, L = 2;
+  EXPECT_EQ(tiny().num_parameters() - nb.num_parameters(), L * (2 * C + 3 * C + C + 4 * C + C) + C);
+  Tensor ids = tokens(2, 5, 9);
+  EXPECT_EQ(n.forward(ids).shape(), (Shape{2, 5, 11}));
 }
 
 TEST(Gpt, LaterTokensDoNotChangeEarlierLogits) {

@@ -165,6 +165,25 @@ TEST(GptIo, MoxRoundTrip) {
   EXPECT_LE(max_abs_diff(back->forward(ref.at("input_ids")), ref.at("logits")), 1e-4);
 }
 
+TEST(GptIo, BiasFreeModelsKeepMoxLayoutOnly) {
+  // nanoGPT's bias = False round-trips through mox's layout; GPT-2's layout has biases, so
+  // the Hugging Face export refuses it with a line that says what to do.
+  mox::testing::TempDir tmp;
+  nn::GPTConfig c;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.block_size = 6;
+  c.vocab_size = 13;
+  c.bias = false;
+  nn::GPT m(c);
+  nn::save_gpt(m, tmp.file("nb"));
+  auto back = nn::load_gpt(tmp.file("nb"));
+  EXPECT_FALSE(back->config().bias);
+  expect_same_parameters(m, *back);
+  expect_error([&] { nn::save_gpt_hf(m, tmp.file("hf")); }, {"hf", "bias = false", "--layout mox"});
+}
+
 TEST(GptIo, UntiedRoundTripBothLayouts) {
   manual_seed(5);
   nn::GPTConfig c;

@@ -6,7 +6,7 @@
 
 namespace mox::nn {
 
-LayerNorm::LayerNorm(Shape shape, double eps_, bool affine)
+LayerNorm::LayerNorm(Shape shape, double eps_, bool affine, bool with_bias)
     : normalized_shape(std::move(shape)), eps(eps_) {
   MOX_CHECK(!normalized_shape.empty(), "LayerNorm", "normalized_shape must not be empty");
   for (int64_t d : normalized_shape)
@@ -14,7 +14,7 @@ LayerNorm::LayerNorm(Shape shape, double eps_, bool affine)
               "normalized_shape must be positive, got " + shape_str(normalized_shape));
   if (affine) {
     weight = register_parameter("weight", empty(normalized_shape));
-    bias = register_parameter("bias", empty(normalized_shape));
+    if (with_bias) bias = register_parameter("bias", empty(normalized_shape));
   }
   reset_parameters();
 }
@@ -48,7 +48,8 @@ std::string LayerNorm::extra_repr() const {
     dims += (i ? ", " : "") + std::to_string(normalized_shape[i]);
   if (normalized_shape.size() == 1) dims += ",";
   return "(" + dims + "), eps=" + repr_float(eps) +
-         ", elementwise_affine=" + repr_bool(weight.defined());
+         ", elementwise_affine=" + repr_bool(weight.defined()) +
+         (weight.defined() && !bias.defined() ? ", bias=False" : "");
 }
 
 }  // namespace mox::nn

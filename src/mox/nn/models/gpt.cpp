@@ -35,7 +35,6 @@ void GPTConfig::validate() const {
   MOX_CHECK(n_embd % n_head == 0, "GPTConfig",
             "n_embd " + std::to_string(n_embd) + " is not a multiple of n_head " + std::to_string(n_head));
   MOX_CHECK(dropout >= 0 && dropout < 1, "GPTConfig", "dropout must be in [0, 1)");
-  MOX_CHECK(bias, "GPTConfig", "bias = false is not supported yet (LayerNorm has no bias-free form in mox)");
   MOX_CHECK(activation == "gelu_tanh" || activation == "gelu", "GPTConfig",
             "activation must be \"gelu_tanh\" or \"gelu\", got \"" + activation + "\"");
   MOX_CHECK(layer_norm_eps > 0, "GPTConfig", "layer_norm_eps must be > 0");
@@ -68,9 +67,10 @@ GPTConfig gpt_config_from_json(const nlohmann::json& j, const std::string& where
 }
 
 int64_t GPTConfig::num_parameters() const {
-  const int64_t C = n_embd;
-  const int64_t ln = 2 * C;
-  const int64_t block = ln + (C * 3 * C + 3 * C) + (C * C + C) + ln + (C * 4 * C + 4 * C) + (4 * C * C + C);
+  const int64_t C = n_embd, b = bias ? 1 : 0;
+  const int64_t ln = (1 + b) * C;
+  const int64_t block = ln + (C * 3 * C + b * 3 * C) + (C * C + b * C) + ln + (C * 4 * C + b * 4 * C) +
+                        (4 * C * C + b * C);
   return vocab_size * C + block_size * C + n_layer * block + ln + (tie_embeddings ? 0 : vocab_size * C);
 }
 
@@ -121,9 +121,9 @@ Tensor GPTMLP::forward(const Tensor& x) {
 }
 
 GPTBlock::GPTBlock(const GPTConfig& c) {
-  ln_1 = register_module("ln_1", std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_eps));
+  ln_1 = register_module("ln_1", std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_eps, true, c.bias));
   attn = register_module("attn", std::make_shared<CausalSelfAttention>(c));
-  ln_2 = register_module("ln_2", std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_eps));
+  ln_2 = register_module("ln_2", std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_eps, true, c.bias));
   mlp = register_module("mlp", std::make_shared<GPTMLP>(c));
 }
 
@@ -155,7 +155,7 @@ GPT::GPT(const GPTConfig& config) : config_(config) {
     blocks.push_back(std::make_shared<GPTBlock>(c));
     h->add_child(std::to_string(i), blocks.back());
   }
-  ln_f = std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_eps);
+  ln_f = std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_eps, true, c.bias);
   holder->add_child("ln_f", ln_f);
   if (!c.tie_embeddings) lm_head = register_module("lm_head", std::make_shared<Linear>(c.n_embd, c.vocab_size, false));
 

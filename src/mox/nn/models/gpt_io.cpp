@@ -261,6 +261,8 @@ void save_gpt(const GPT& model, const std::string& dir) {
 }
 
 void save_gpt_hf(const GPT& model, const std::string& dir) {
+  MOX_CHECK(model.config().bias, dir,
+            "a GPT with bias = false has no Hugging Face GPT-2 layout (GPT-2 has biases): export it with --layout mox");
   fs::create_directories(dir);
   const fs::path d(dir);
   io::NamedTensors tensors;
