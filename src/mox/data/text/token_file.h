@@ -47,6 +47,7 @@ struct CorpusSource {
   // regular files, recursively, in name order), concatenated.
   std::string kind = "fortunes";
   std::string fortune_dir = "/usr/share/games/fortunes";
+  std::vector<std::string> exclude;  // "fortunes": file names left out (held out for fine-tuning)
   std::vector<std::string> files;
 };
 
