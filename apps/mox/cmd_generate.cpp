@@ -1,6 +1,6 @@
 // mox generate --model DIR --prompt TEXT [--prompt TEXT ...] [--max-new-tokens N]
 //              [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R]
-//              [--stop S ...] [--seed N] [--no-cache] [--print-ids] [--threads N]
+//              [--stop S ...] [--ignore-eos] [--seed N] [--no-cache] [--print-ids] [--threads N]
 //              [--no-stream] [--bench] [--tokenizer DIR]
 // Continues text with a GPT: a mox LM run folder (model.json + model.safetensors +
 // tokenizer/) or a Hugging Face GPT-2 folder (config.json + model.safetensors, tokenizer from
@@ -16,6 +16,7 @@
 
 #include "command.h"
 #include "mox/backend/backend.h"
+#include "mox/data/text/bpe.h"
 #include "mox/data/text/text_tokenizer.h"
 #include "mox/nn/models/generate.h"
 #include "mox/nn/models/gpt_io.h"
@@ -34,7 +35,7 @@ struct GenerateArgs {
   // option with exit code 1 like every other failure of a run.
   std::string max_new_tokens = "100", temperature = "1.0", top_k = "0", top_p = "1.0",
               repetition_penalty = "1.0", seed = "0", threads = "0";
-  bool no_cache = false, print_ids = false, no_stream = false, bench = false;
+  bool no_cache = false, print_ids = false, no_stream = false, bench = false, ignore_eos = false;
 };
 
 double parse_double(const std::string& text, const char* option) {
@@ -101,6 +102,8 @@ Command add_generate_command(CLI::App& parent) {
   app->add_option("--repetition-penalty", a->repetition_penalty, "> 1 discourages repeats (default 1)")->type_name("R");
   app->add_option("--stop", a->stops, "stop a completion before this string; repeatable");
   app->add_option("--seed", a->seed, "seed for sampling (default 0)")->type_name("N");
+  app->add_flag("--ignore-eos", a->ignore_eos,
+                "keep going past <|endoftext|> (by default a BPE model's completion ends there)");
   app->add_flag("--no-cache", a->no_cache, "recompute the whole context for every token");
   app->add_flag("--print-ids", a->print_ids, "print the generated token ids, one line per prompt");
   app->add_option("--threads", a->threads, "CPU threads (default: MOX_NUM_THREADS or all cores)")->type_name("N");
@@ -134,6 +137,10 @@ Command add_generate_command(CLI::App& parent) {
             std::shared_ptr<nn::GPT> model = nn::load_gpt(a->model);
             std::unique_ptr<data::TextTokenizer> tok = find_tokenizer(*a);
             const int64_t block = model->config().block_size;
+            // GPT-2 ends a document with <|endoftext|>: a completion stops there, as in
+            // Hugging Face's generate (its eos_token_id), unless --ignore-eos.
+            if (const auto* bpe = dynamic_cast<const data::BpeTokenizer*>(tok.get()))
+              if (!a->ignore_eos && bpe->token_id("<|endoftext|>") >= 0) opt.stop.push_back("<|endoftext|>");
 
             std::vector<std::vector<int32_t>> prompts;
             for (size_t i = 0; i < a->prompts.size(); i++) {

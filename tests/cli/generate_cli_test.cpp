@@ -10,7 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mox/data/text/bpe.h"
 #include "mox/data/text/char_tokenizer.h"
+#include "mox/nn/models/gpt_io.h"
 #include "mox/mox.h"
 #include "mox/nn/models/generate.h"
 #include "mox/nn/models/gpt.h"
@@ -201,6 +203,47 @@ TEST(GenerateCli, HuggingFaceFolderMatchesPyTorch) {
   // Bytes past the model's 50 ids: the tokenizer does not fit the model.
   expect_one_line_error(run_cli({"generate", "--model", fixture, "--tokenizer", tok, "--prompt", "abc"}),
                         {"--prompt", "token id 97 is outside the model's vocabulary (50 ids)"});
+}
+
+TEST(GenerateCli, BpeCompletionsEndAtEndOfText) {
+  // A GPT whose every prediction is <|endoftext|> (the tied embedding row of that token is
+  // the only large one, and ln_f outputs it): greedy completions end at once, unless
+  // --ignore-eos.
+  const std::string dir = (fs::path(::testing::TempDir()) / "mox_generate_cli_eos").string();
+  fs::remove_all(dir);
+  mox::data::BpeTrainOptions bo;
+  bo.vocab_size = 262;
+  mox::data::BpeTokenizer tok = mox::data::train_bpe({"abababab cdcdcd abab"}, bo);
+  const int32_t eot = tok.token_id("<|endoftext|>");
+  ASSERT_GE(eot, 0);
+  tok.save(dir + "/tokenizer");
+  mox::nn::GPTConfig c;
+  c.n_layer = 1;
+  c.n_head = 2;
+  c.n_embd = 8;
+  c.block_size = 16;
+  c.vocab_size = tok.vocab_size();
+  mox::manual_seed(4);
+  mox::nn::GPT m(c);
+  {
+    mox::NoGradGuard ng;
+    mox::Tensor row = m.wte->weight.select(0, eot);
+    row.copy_(mox::full({8}, 3.0));
+    m.ln_f->weight.copy_(mox::zeros({8}));
+    m.ln_f->bias.copy_(mox::full({8}, 3.0));
+  }
+  mox::nn::save_gpt(m, dir);
+  std::vector<std::string> args = {"generate", "--model", dir, "--prompt", "abab", "--temperature", "0",
+                                    "--max-new-tokens", "3", "--print-ids"};
+  CliResult r = run_cli(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out, "\n");
+  args.push_back("--ignore-eos");
+  r = run_cli(args);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string e = std::to_string(eot);
+  EXPECT_EQ(r.out, e + " " + e + " " + e + "\n");
+  fs::remove_all(dir);
 }
 
 TEST(GenerateCli, Errors) {

@@ -352,6 +352,15 @@ TEST_F(Corrupt, InvalidJson) {
   expect_load_error(with_header("json3.safetensors", "[1, 2]", ""), "not a JSON object");
 }
 
+TEST_F(Corrupt, BoolReadsAsU8) {
+  // transformers 4.27-4.3x store GPT-2's attn.bias mask as BOOL
+  std::string data = std::string("\x01\x00\x01\x01", 4);
+  auto f = load_safetensors(
+      with_header("b.safetensors", R"({"m":{"dtype":"BOOL","shape":[2,2],"data_offsets":[0,4]}})", data));
+  EXPECT_EQ(f.at("m").dtype(), DType::U8);
+  EXPECT_EQ(f.at("m").to_vector<uint8_t>(), (std::vector<uint8_t>{1, 0, 1, 1}));
+}
+
 TEST_F(Corrupt, UnknownDtype) {
   expect_load_error(
       with_header("dt.safetensors", R"({"a":{"dtype":"Q4","shape":[4],"data_offsets":[0,16]}})",

@@ -21,7 +21,13 @@ namespace {
 constexpr const char* kMetadataKey = "__metadata__";
 
 // Only the exact upper-case spellings of the format (dtype_from_name also accepts "f32").
+// BOOL (one byte, 0 or 1: the causal-mask buffers some transformers versions store) reads as
+// U8, mox's mask dtype.
 bool parse_dtype(const std::string& s, DType* out) {
+  if (s == "BOOL") {
+    *out = DType::U8;
+    return true;
+  }
   for (DType t : {DType::F32, DType::F64, DType::BF16, DType::F16, DType::I64, DType::I32,
                   DType::I8, DType::U8})
     if (s == safetensors_dtype_name(t)) {
@@ -50,7 +56,7 @@ Entry parse_entry(const std::string& path, const std::string& name, const nlohma
   if (dt == j.end() || !dt->is_string()) throw Error(path, where + ": missing string \"dtype\"");
   if (!parse_dtype(dt->get<std::string>(), &e.dtype))
     throw Error(path, where + ": unsupported dtype " + quote(dt->get<std::string>()) +
-                          " (mox reads F32, F64, BF16, F16, I64, I32, I8, U8)");
+                          " (mox reads F32, F64, BF16, F16, I64, I32, I8, U8, BOOL)");
   auto sh = j.find("shape");
   if (sh == j.end() || !sh->is_array()) throw Error(path, where + ": missing array \"shape\"");
   // Product of dims, with an overflow guard so that a corrupt shape cannot wrap around.
