@@ -37,7 +37,15 @@ struct RunFolder {
 const RunFolder& run_folder() {
   static RunFolder* f = [] {
     auto* r = new RunFolder;
-    r->dir = (fs::path(::testing::TempDir()) / "mox_generate_cli_run").string();
+    // one folder per test process (ctest runs the tests of this file in parallel processes)
+    r->dir = (fs::path(::testing::TempDir()) / ("mox_generate_cli_run." + std::to_string(::getpid()))).string();
+    static struct RemoveAtExit {
+      std::string dir;
+      ~RemoveAtExit() {
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+      }
+    } remove_at_exit{r->dir};
     fs::remove_all(r->dir);
     fs::create_directories(r->dir);
     mox::nn::GPTConfig c;
@@ -209,7 +217,7 @@ TEST(GenerateCli, BpeCompletionsEndAtEndOfText) {
   // A GPT whose every prediction is <|endoftext|> (the tied embedding row of that token is
   // the only large one, and ln_f outputs it): greedy completions end at once, unless
   // --ignore-eos.
-  const std::string dir = (fs::path(::testing::TempDir()) / "mox_generate_cli_eos").string();
+  const std::string dir = (fs::path(::testing::TempDir()) / ("mox_generate_cli_eos." + std::to_string(::getpid()))).string();
   fs::remove_all(dir);
   mox::data::BpeTrainOptions bo;
   bo.vocab_size = 262;
