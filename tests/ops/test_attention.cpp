@@ -225,6 +225,32 @@ TEST(Attention, HeadsOfOneProjectionNeedNoCopy) {
   }
 }
 
+TEST(Attention, QkvOpEqualsTheSplitHeads) {
+  // attention_qkv on one [B, T, 3C] projection: the same output and the same gradient as
+  // splitting it into heads for scaled_dot_product_attention (bit for bit: one kernel), and
+  // f64 gradients against finite differences.
+  const int64_t B = 2, T = 37, H = 2, D = 16, C = H * D;
+  Tensor x = make({B, T, 3 * C}, 41, DType::F32).requires_grad_(true);
+  Tensor w = make({B, T, C}, 42, DType::F32);
+  Tensor y = attention_qkv(x, H, true);
+  ASSERT_EQ(y.shape(), (Shape{B, T, C}));
+  sum(mul(y, w)).backward();
+  Tensor x2 = x.detach().clone().requires_grad_(true);
+  std::vector<Tensor> p = split(x2, C, 2);
+  auto heads = [&](const Tensor& t) { return t.reshape({B, T, H, D}).transpose(1, 2); };
+  Tensor y2 = scaled_dot_product_attention(heads(p[0]), heads(p[1]), heads(p[2]), true)
+                  .transpose(1, 2)
+                  .reshape({B, T, C});
+  sum(mul(y2, w)).backward();
+  EXPECT_EQ(y.to_vector<float>(), y2.to_vector<float>());
+  EXPECT_EQ(x.grad().to_vector<float>(), x2.grad().to_vector<float>());
+  for (bool causal : {true, false})
+    EXPECT_TRUE(gradcheck([&](const std::vector<Tensor>& in) { return attention_qkv(in[0], 3, causal); },
+                          {rnd({2, 5, 18}, 43)}));
+  EXPECT_NE(error_of([&] { attention_qkv(make({2, 5, 20}, 1, DType::F32), 3, true); }).find("multiple of n_head"),
+            std::string::npos);
+}
+
 TEST(Attention, SameResultOnOneAndTwoThreads) {
   const int saved = get_num_threads();
   auto run = [](int threads) {

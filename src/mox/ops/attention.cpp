@@ -91,4 +91,39 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   return out;
 }
 
+Tensor attention_qkv(const Tensor& qkv, int64_t n_head, bool causal, double scale) {
+  const char* op = "attention_qkv";
+  MOX_CHECK(qkv.defined() && qkv.dim() == 3 && is_floating(qkv.dtype()), op,
+            "expected a float [B, T, 3C] projection, got " + (qkv.defined() ? qkv.desc() : std::string("undefined")));
+  MOX_CHECK(n_head >= 1 && qkv.size(2) % (3 * n_head) == 0, op,
+            "last dim " + std::to_string(qkv.size(2)) + " is not 3 x C with C a multiple of n_head " +
+                std::to_string(n_head));
+  const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3, H = n_head, D = C / H;
+  if (qkv.dtype() != DType::F32 && qkv.dtype() != DType::F64)  // bf16/f16: the general op converts
+    return attention_qkv(qkv.to(DType::F32), n_head, causal, scale).to(qkv.dtype());
+  MOX_CHECK(std::isfinite(scale), op, "scale must be finite, got " + std::to_string(scale));
+  const double s = scale < 0 ? 1.0 / std::sqrt(double(D)) : scale;
+  // [B, H, T, D] views of the three column blocks of a [B, T, 3C] tensor
+  auto heads = [=](const Tensor& t, int64_t i) { return t.narrow(2, i * C, C).view({B, T, H, D}).transpose(1, 2); };
+  Tensor x = qkv.detach().contiguous();
+  Tensor q = heads(x, 0), k = heads(x, 1), v = heads(x, 2);
+  const TensorOptions opt(qkv.dtype(), qkv.device());
+  Tensor out4 = heads_last(q.shape(), opt);
+  Tensor lse = empty({B, H, T}, opt);
+  backend_for(qkv).attention(q, k, v, Tensor(), causal, s, out4, lse);
+  Tensor out = out4.transpose(1, 2).view({B, T, C});  // the [B, T, H, D] buffer itself
+  if (any_requires_grad({&qkv})) {
+    Tensor o = out4.detach();
+    record(out, op, {qkv}, [x, q, k, v, o, lse, causal, s, B, T, H, D, heads](const Tensor& g) -> std::vector<Tensor> {
+      Tensor g4 = g.detach().contiguous().view({B, T, H, D}).transpose(1, 2);
+      // the three gradients are written straight into the column blocks of one [B, T, 3C]
+      Tensor gqkv = empty(x.shape(), TensorOptions(x.dtype(), x.device()));
+      backend_for(x).attention_backward(q, k, v, Tensor(), causal, s, o, lse, g4, heads(gqkv, 0),
+                                        heads(gqkv, 1), heads(gqkv, 2));
+      return {gqkv};
+    });
+  }
+  return out;
+}
+
 }  // namespace mox

@@ -192,5 +192,9 @@ Tensor apply_reduction(const Tensor& losses, const std::string& reduction, const
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     bool causal, double scale = -1.0,
                                     const Tensor& key_padding_mask = Tensor());
+// Multi-head self-attention of one [B, T, 3C] projection (q, k, v column blocks, n_head heads
+// of C / n_head) -> [B, T, C] with the heads merged: the same kernel as above, with the
+// gradient written straight into one [B, T, 3C] tensor (no split, no head copies either way).
+Tensor attention_qkv(const Tensor& qkv, int64_t n_head, bool causal, double scale = -1.0);
 
 }  // namespace mox

@@ -153,6 +153,34 @@ MOX_INLINE void axpy_rows(T* out, const T* coef, int64_t cstride,
   }
 }
 
+// Four outputs over the same rows: out[q][:D] += alpha * sum_r coef[q][r * cstride] *
+// rows[r][:D] for q < 4, so that each row loaded feeds four multiply-adds (P V, dS K, P^T dO
+// and dS^T Q are small products: one output at a time they are bound by the loads).
+template <typename T, int DC>
+MOX_INLINE void axpy_rows4(T* const* out, const T* const* coef, int64_t cstride, const T* rows,
+                           int64_t ld, int64_t n, int64_t D, T alpha) {
+  if constexpr (DC > 0) {
+    T acc[4][DC];
+    for (int q = 0; q < 4; q++)
+      for (int d = 0; d < DC; d++) acc[q][d] = out[q][d];
+    for (int64_t r = 0; r < n; r++) {
+      const T c0 = alpha * coef[0][r * cstride], c1 = alpha * coef[1][r * cstride],
+              c2 = alpha * coef[2][r * cstride], c3 = alpha * coef[3][r * cstride];
+      const T* rr = rows + r * ld;
+      for (int d = 0; d < DC; d++) {
+        acc[0][d] += c0 * rr[d];
+        acc[1][d] += c1 * rr[d];
+        acc[2][d] += c2 * rr[d];
+        acc[3][d] += c3 * rr[d];
+      }
+    }
+    for (int q = 0; q < 4; q++)
+      for (int d = 0; d < DC; d++) out[q][d] = acc[q][d];
+  } else {
+    for (int q = 0; q < 4; q++) axpy_rows<T, 0>(out[q], coef[q], cstride, rows, ld, n, D, alpha);
+  }
+}
+
 // A [B, H, T, D] operand whose rows (the D values of one position) are contiguous:
 // row t of head (b, h) starts at p + b*sb + h*sh + t*st. Views such as the q, k and v
 // columns of a [B, T, 3C] projection, or [B, T, H, D] buffers seen as [B, H, T, D], need no
@@ -217,20 +245,34 @@ MOX_INLINE void fwd_item(const AttnArgs<T>& a, int64_t item, T* ws) {
     load_transposed(k + k0 * kst, kst, nk, D, kt);
     tile_products(qs, D, kt, nq, D, S);
     mask_tile(S, nq, nk, q0, k0, off, a.causal, pad ? pad + k0 : nullptr);
+    int64_t ns[kBq];  // keys of this tile row i can see (its weights beyond are 0)
     for (int64_t i = 0; i < nq; i++) {
       T* s = S + i * kBk;
       const T mx = tile_row_max(s);
       const T mnew = mx > m[i] ? mx : m[i];
-      if (mnew == kNegInf<T>) continue;  // nothing visible to this row yet
+      if (mnew == kNegInf<T>) {  // nothing visible to this row yet: weights 0
+        for (int64_t j = 0; j < kBk; j++) s[j] = 0;
+        ns[i] = 0;
+        continue;
+      }
       const T c = cpu::m_exp(m[i] - mnew);  // 0 when m[i] is still -inf
       l[i] = l[i] * c + tile_row_exp_sum(s, mnew);
       m[i] = mnew;
       T* ar = acc + i * D;
       for (int64_t d = 0; d < D; d++) ar[d] *= c;
       // keys past the causal limit have weight 0: leave them out
-      const int64_t n = a.causal ? std::min(nk, q0 + i + off - k0 + 1) : nk;
-      axpy_rows<T, DC>(ar, s, 1, v + k0 * vst, vst, n, D, T(1));
+      ns[i] = a.causal ? std::max<int64_t>(0, std::min(nk, q0 + i + off - k0 + 1)) : nk;
     }
+    // acc_i += P_i V, four rows at a time over the keys the furthest-seeing of them sees
+    int64_t i = 0;
+    for (; i + 4 <= nq; i += 4) {
+      const int64_t n = std::max(std::max(ns[i], ns[i + 1]), std::max(ns[i + 2], ns[i + 3]));
+      T* outs[4] = {acc + i * D, acc + (i + 1) * D, acc + (i + 2) * D, acc + (i + 3) * D};
+      const T* coefs[4] = {S + i * kBk, S + (i + 1) * kBk, S + (i + 2) * kBk, S + (i + 3) * kBk};
+      if (n > 0) axpy_rows4<T, DC>(outs, coefs, 1, v + k0 * vst, vst, n, D, T(1));
+    }
+    for (; i < nq; i++)
+      if (ns[i] > 0) axpy_rows<T, DC>(acc + i * D, S + i * kBk, 1, v + k0 * vst, vst, ns[i], D, T(1));
   }
   for (int64_t i = 0; i < nq; i++) {
     if (l[i] > 0) {
@@ -318,15 +360,40 @@ MOX_INLINE void bwd_head(const AttnArgs<T>& a, int64_t bh, T* ws) {
       }
       // dQ_i += scale dS_i K_j
       // (under the causal mask, the products with the scores known to be 0 are left out)
-      for (int64_t i = 0; i < nq; i++) {
-        const int64_t n = a.causal ? std::min(nk, q0 + i + off - k0 + 1) : nk;
+      // (four rows at a time over the keys the furthest-seeing of them sees: dS is 0 past a
+      // row's own limit)
+      auto seen = [&](int64_t i) { return a.causal ? std::min(nk, q0 + i + off - k0 + 1) : nk; };
+      int64_t i = 0;
+      for (; i + 4 <= nq; i += 4) {
+        const int64_t n = seen(i + 3);
+        T* outs[4] = {gq + (q0 + i) * gqst, gq + (q0 + i + 1) * gqst, gq + (q0 + i + 2) * gqst,
+                      gq + (q0 + i + 3) * gqst};
+        const T* coefs[4] = {dP + i * kBk, dP + (i + 1) * kBk, dP + (i + 2) * kBk, dP + (i + 3) * kBk};
+        if (n > 0) axpy_rows4<T, DC>(outs, coefs, 1, k + k0 * kst, kst, n, D, scale);
+      }
+      for (; i < nq; i++) {
+        const int64_t n = seen(i);
         if (n > 0)
           axpy_rows<T, DC>(gq + (q0 + i) * gqst, dP + i * kBk, 1, k + k0 * kst, kst, n, D, scale);
       }
       // dV_j += P^T dO_i; dK_j += scale dS^T Q_i (qs is already scaled)
-      for (int64_t j = 0; j < nk; j++) {
-        // the first row of the tile that sees key k0 + j
-        const int64_t r0 = a.causal ? std::clamp<int64_t>(k0 + j - off - q0, 0, nq) : 0;
+      // (four keys at a time from the first row that sees the first of them: P and dS are 0
+      // before a key's own first row)
+      auto first_row = [&](int64_t j) { return a.causal ? std::clamp<int64_t>(k0 + j - off - q0, 0, nq) : int64_t(0); };
+      int64_t j = 0;
+      for (; j + 4 <= nk; j += 4) {
+        const int64_t r0 = first_row(j);
+        if (r0 >= nq) continue;
+        T* dvs[4] = {dv + j * D, dv + (j + 1) * D, dv + (j + 2) * D, dv + (j + 3) * D};
+        T* dks[4] = {dk + j * D, dk + (j + 1) * D, dk + (j + 2) * D, dk + (j + 3) * D};
+        const T* ps[4] = {P + r0 * kBk + j, P + r0 * kBk + j + 1, P + r0 * kBk + j + 2, P + r0 * kBk + j + 3};
+        const T* dss[4] = {dP + r0 * kBk + j, dP + r0 * kBk + j + 1, dP + r0 * kBk + j + 2,
+                           dP + r0 * kBk + j + 3};
+        axpy_rows4<T, DC>(dvs, ps, kBk, go + (q0 + r0) * gost, gost, nq - r0, D, T(1));
+        axpy_rows4<T, DC>(dks, dss, kBk, qs + r0 * D, D, nq - r0, D, T(1));
+      }
+      for (; j < nk; j++) {
+        const int64_t r0 = first_row(j);
         axpy_rows<T, DC>(dv + j * D, P + r0 * kBk + j, kBk, go + (q0 + r0) * gost, gost, nq - r0,
                          D, T(1));
         axpy_rows<T, DC>(dk + j * D, dP + r0 * kBk + j, kBk, qs + r0 * D, D, nq - r0, D, T(1));

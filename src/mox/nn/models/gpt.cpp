@@ -85,6 +85,8 @@ Tensor CausalSelfAttention::forward(const Tensor& x) {
   MOX_CHECK(x.dim() == 3 && x.size(2) == n_embd, "CausalSelfAttention",
             "expected [B, T, " + std::to_string(n_embd) + "], got " + shape_str(x.shape()));
   const int64_t B = x.size(0), T = x.size(1), H = n_head, D = n_embd / n_head;
+  if (attn_dropout == 0 || !is_training())  // the fused path: no split, no head copies
+    return resid_dropout->forward(c_proj->forward(attention_qkv(c_attn->forward(x), n_head, true)));
   std::vector<Tensor> qkv = split(c_attn->forward(x), n_embd, 2);  // 3 x [B, T, C]
   auto heads = [&](const Tensor& t) { return t.reshape({B, T, H, D}).transpose(1, 2); };  // [B, H, T, D]
   Tensor y = scaled_dot_product_attention(heads(qkv[0]), heads(qkv[1]), heads(qkv[2]), /*causal=*/true);
