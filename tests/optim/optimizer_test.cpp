@@ -318,5 +318,24 @@ TEST(Optimizer, TrainsThroughAutograd) {
   }
 }
 
+TEST(Optimizer, WeightDecayGroupsSpareBiasesAndNorms) {
+  // AdamW's usual split: decay on matrices and embeddings, none on 1-D parameters; one
+  // step with zero gradients shrinks only the decayed group, by lr * weight_decay.
+  Tensor w = ones({3, 2}), b = ones({2}), e = ones({4, 3}), g = ones({3});
+  std::vector<optim::ParamGroup> groups = optim::weight_decay_groups({w, b, e, g}, 0.1);
+  ASSERT_EQ(groups.size(), 2u);
+  ASSERT_EQ(groups[0].params.size(), 2u);
+  EXPECT_TRUE(groups[0].params[0].same(w) && groups[0].params[1].same(e));
+  ASSERT_EQ(groups[1].params.size(), 2u);
+  EXPECT_TRUE(groups[1].params[0].same(b) && groups[1].params[1].same(g));
+  EXPECT_EQ(*groups[0].weight_decay, 0.1);
+  EXPECT_EQ(*groups[1].weight_decay, 0.0);
+  optim::AdamW opt(groups, optim::AdamWOptions(0.5));
+  for (Tensor* t : {&w, &b, &e, &g}) t->set_grad(zeros(t->shape()));
+  opt.step();
+  EXPECT_FLOAT_EQ(w.to_vector<float>()[0], 1.0f - 0.5f * 0.1f);
+  EXPECT_FLOAT_EQ(b.to_vector<float>()[0], 1.0f);
+}
+
 }  // namespace
 }  // namespace mox

@@ -8,6 +8,14 @@
 
 namespace mox::optim {
 
+std::vector<ParamGroup> weight_decay_groups(const std::vector<Tensor>& params, double weight_decay) {
+  std::vector<ParamGroup> groups(2);
+  for (const Tensor& p : params) groups[p.dim() >= 2 ? 0 : 1].params.push_back(p);
+  groups[0].weight_decay = weight_decay;
+  groups[1].weight_decay = 0.0;
+  return groups;
+}
+
 std::vector<ParamGroup> single_group(std::vector<Tensor> params) {
   std::vector<ParamGroup> g(1);
   g[0].params = std::move(params);

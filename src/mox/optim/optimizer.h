@@ -31,6 +31,10 @@ struct ParamGroup {
   std::optional<double> weight_decay;
 };
 
+// The usual split for AdamW on Transformers: weight decay on the matrices and embeddings
+// (dim >= 2), none on biases and norm weights (dim < 2). {decayed group, undecayed group}.
+std::vector<ParamGroup> weight_decay_groups(const std::vector<Tensor>& params, double weight_decay);
+
 class Optimizer {
  public:
   virtual ~Optimizer() = default;

@@ -16,6 +16,7 @@
 #include "mox/nn/serialize.h"
 #include "mox/optim/optim.h"
 #include "mox/train/metrics.h"
+#include "mox/train/pretrain.h"
 #include "mox/train/report.h"
 #include "mox/train/trainer.h"
 
@@ -65,12 +66,7 @@ FinetuneResult run_finetune(const std::string& config_path, const FinetuneOption
   // baseline of a transfer comparison: everything equal but the pre-training)
   const bool load_weights = m.get_bool("load_weights", true);
   // The sizes of a fresh encoder (read always, used when there is no pre-trained one).
-  nn::BertConfig fresh;
-  fresh.num_hidden_layers = m.get_int("num_hidden_layers", fresh.num_hidden_layers);
-  fresh.num_attention_heads = m.get_int("num_attention_heads", fresh.num_attention_heads);
-  fresh.hidden_size = m.get_int("hidden_size", fresh.hidden_size);
-  fresh.intermediate_size = m.get_int("intermediate_size", 4 * fresh.hidden_size);
-  fresh.max_position_embeddings = m.get_int("max_position_embeddings", fresh.max_position_embeddings);
+  const nn::BertConfig fresh = bert_sizes(m);
   const std::string type = m.get_string("type", "bert");
   if (type != "bert") throw m.error("type", "must be \"bert\", got \"" + type + "\"");
   nn::BertConfig bc;
@@ -162,11 +158,7 @@ FinetuneResult run_finetune(const std::string& config_path, const FinetuneOption
   }
   auto model = std::make_shared<PaddedBertClassifier>(clf, sp.pad);
 
-  std::vector<optim::ParamGroup> groups(2);
-  for (auto& [name, p] : model->named_parameters()) (p.dim() >= 2 ? groups[0] : groups[1]).params.push_back(p);
-  groups[0].weight_decay = wd;
-  groups[1].weight_decay = 0.0;
-  auto opt = std::make_shared<optim::AdamW>(groups, optim::AdamWOptions(lr));
+  auto opt = std::make_shared<optim::AdamW>(optim::weight_decay_groups(model->parameters(), wd), optim::AdamWOptions(lr));
   Trainer trainer(model, opt, LossSpec{});
   FitOptions fo;
   fo.epochs = epochs;

@@ -80,6 +80,20 @@ const io::ConfigTable& section(const io::ConfigTable& root, const std::string& n
   return root.get_table(name);
 }
 
+}  // namespace
+
+nn::BertConfig bert_sizes(const io::ConfigTable& m) {
+  nn::BertConfig b;
+  b.num_hidden_layers = m.get_int("num_hidden_layers", b.num_hidden_layers);
+  b.num_attention_heads = m.get_int("num_attention_heads", b.num_attention_heads);
+  b.hidden_size = m.get_int("hidden_size", b.hidden_size);
+  b.intermediate_size = m.get_int("intermediate_size", 4 * b.hidden_size);
+  b.max_position_embeddings = m.get_int("max_position_embeddings", b.max_position_embeddings);
+  return b;
+}
+
+namespace {
+
 PretrainConfig parse_pretrain_config(const std::string& text, const std::string& file) {
   PretrainConfig c;
   c.file = file;
@@ -102,11 +116,7 @@ PretrainConfig parse_pretrain_config(const std::string& text, const std::string&
     g.layer_norm_eps = m.get_float("layer_norm_eps", g.layer_norm_eps);
   } else if (c.kind == "bert") {
     nn::BertConfig& b = c.bert;
-    b.num_hidden_layers = m.get_int("num_hidden_layers", b.num_hidden_layers);
-    b.num_attention_heads = m.get_int("num_attention_heads", b.num_attention_heads);
-    b.hidden_size = m.get_int("hidden_size", b.hidden_size);
-    b.intermediate_size = m.get_int("intermediate_size", 4 * b.hidden_size);
-    b.max_position_embeddings = m.get_int("max_position_embeddings", b.max_position_embeddings);
+    b = bert_sizes(m);
     b.hidden_dropout_prob = m.get_float("dropout", b.hidden_dropout_prob);
     b.attention_probs_dropout_prob = b.hidden_dropout_prob;
     b.layer_norm_eps = m.get_float("layer_norm_eps", b.layer_norm_eps);
@@ -546,11 +556,7 @@ PretrainResult run_pretrain(const std::string& config_path, const PretrainOption
                 std::to_string(T + 1));
 
   // AdamW; no weight decay on biases and norm weights (the 1-D parameters).
-  std::vector<optim::ParamGroup> groups(2);
-  for (auto& [name, p] : model->named_parameters()) (p.dim() >= 2 ? groups[0] : groups[1]).params.push_back(p);
-  groups[0].weight_decay = cfg.optim.weight_decay;
-  groups[1].weight_decay = 0.0;
-  optim::AdamW opt(groups, optim::AdamWOptions(cfg.optim.lr).betas(cfg.optim.beta1, cfg.optim.beta2).eps(cfg.optim.eps));
+  optim::AdamW opt(optim::weight_decay_groups(model->parameters(), cfg.optim.weight_decay), optim::AdamWOptions(cfg.optim.lr).betas(cfg.optim.beta1, cfg.optim.beta2).eps(cfg.optim.eps));
 
   History hist;
   Position pos;

@@ -35,7 +35,15 @@
 #include <string>
 #include <vector>
 
+#include "mox/io/config.h"
+#include "mox/nn/models/bert.h"
+
 namespace mox::train {
+
+// A BERT's sizes from a [model] table: num_hidden_layers, num_attention_heads, hidden_size,
+// intermediate_size (default 4 x hidden_size), max_position_embeddings (shared with
+// `mox finetune`).
+nn::BertConfig bert_sizes(const io::ConfigTable& model);
 
 struct PretrainOptions {
   std::vector<std::string> overrides;  // "train.steps=100"
