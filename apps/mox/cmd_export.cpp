@@ -12,7 +12,7 @@
 //     describing the architecture (layers, output shapes, parameter counts, PyTorch repr),
 //     and config.toml / preprocess.json / vocab.txt, so the folder describes itself.
 //     Only --layout mox exists for these.
-// --format onnx is not implemented yet.
+// --format onnx belongs to the export work of issue 7 (libonnx); until then it is refused with one line.
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -163,7 +163,7 @@ Command add_export_command(CLI::App& parent) {
   CLI::App* app = parent.add_subcommand("export", "Write a model for other tools (Hugging Face, PyTorch)");
   app->add_option("--model", o->model_dir, "model folder: GPT (mox or Hugging Face layout) or a run folder")
       ->required();
-  app->add_option("--format", o->format, "safetensors (onnx: not yet)");
+  app->add_option("--format", o->format, "safetensors (onnx comes with issue 7)");
   app->add_option("--out", o->out_dir, "output folder (created when missing)")->required();
   app->add_option("--layout", o->layout, "hf (default for GPT models) or mox");
   app->footer(

@@ -165,16 +165,26 @@ TEST(GptIo, MoxRoundTrip) {
   EXPECT_LE(max_abs_diff(back->forward(ref.at("input_ids")), ref.at("logits")), 1e-4);
 }
 
-TEST(GptIo, BiasFreeModelsKeepMoxLayoutOnly) {
-  // nanoGPT's bias = False round-trips through mox's layout; GPT-2's layout has biases, so
-  // the Hugging Face export refuses it with a line that says what to do.
-  mox::testing::TempDir tmp;
+namespace {
+
+// One block, 8 wide, 13 tokens: the smallest GPT the round trips below need.
+nn::GPTConfig small_config() {
   nn::GPTConfig c;
   c.n_layer = 1;
   c.n_head = 2;
   c.n_embd = 8;
   c.block_size = 6;
   c.vocab_size = 13;
+  return c;
+}
+
+}  // namespace
+
+TEST(GptIo, BiasFreeModelsKeepMoxLayoutOnly) {
+  // nanoGPT's bias = False round-trips through mox's layout; GPT-2's layout has biases, so
+  // the Hugging Face export refuses it with a line that says what to do.
+  mox::testing::TempDir tmp;
+  nn::GPTConfig c = small_config();
   c.bias = false;
   nn::GPT m(c);
   nn::save_gpt(m, tmp.file("nb"));
@@ -186,12 +196,7 @@ TEST(GptIo, BiasFreeModelsKeepMoxLayoutOnly) {
 
 TEST(GptIo, UntiedRoundTripBothLayouts) {
   manual_seed(5);
-  nn::GPTConfig c;
-  c.n_layer = 1;
-  c.n_head = 2;
-  c.n_embd = 8;
-  c.block_size = 6;
-  c.vocab_size = 13;
+  nn::GPTConfig c = small_config();
   c.tie_embeddings = false;
   c.activation = "gelu";
   nn::GPT m(c);
