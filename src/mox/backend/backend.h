@@ -3,7 +3,8 @@
 // and gradients, allocates outputs, and calls these; a backend only computes.
 // Conventions: `out` tensors are allocated by the caller with the final shape (contiguous
 // unless stated); inputs may be strided views unless a kernel says "contiguous".
-// Floating kernels support f32 and f64 (f64 is for gradient tests); ops/ converts bf16/f16.
+// Floating kernels support f32 and f64 (f64 is for gradient tests); ops/ converts bf16/f16
+// unless native_half() says the backend reads them directly (CUDA).
 #include <cstdint>
 #include <vector>
 
@@ -73,6 +74,13 @@ class Backend {
   virtual ~Backend() = default;
   virtual Device device() const = 0;
   virtual Allocator& allocator() = 0;
+  // Waits until every kernel launched on this device has finished (a no-op on the CPU,
+  // whose kernels are synchronous). Timers call it; copies to the host imply it.
+  virtual void synchronize() {}
+  // True when the elementwise, reduction, normalisation, softmax, cross-entropy, attention
+  // and GEMM kernels read and write bf16/f16 directly (computing in f32): ops/ then skips
+  // its conversions to f32 around them. The CPU converts.
+  virtual bool native_half() const { return false; }
 
   // ---- memory and simple fills ----
   // dst and src have the same shape (any strides, any dtypes); converts element types.
@@ -175,6 +183,13 @@ class Backend {
   // ---- optimiser updates over contiguous f32/f64 parameters (in place) ----
   virtual void adam_update(const Tensor& param, const Tensor& grad, const Tensor& m,
                            const Tensor& v, const Tensor& vmax, const AdamParams& p) = 0;
+  // Adam/AdamW over many parameters at once (one launch on a GPU); the lists are parallel,
+  // each entry as in adam_update (no amsgrad). The default loops over adam_update.
+  virtual void adam_update_multi(const std::vector<Tensor>& params,
+                                 const std::vector<Tensor>& grads, const std::vector<Tensor>& m,
+                                 const std::vector<Tensor>& v, const AdamParams& p) {
+    for (size_t i = 0; i < params.size(); ++i) adam_update(params[i], grads[i], m[i], v[i], Tensor(), p);
+  }
   // momentum_buf is undefined when momentum == 0 (no buffer).
   virtual void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf,
                           const SgdParams& p) = 0;
@@ -212,6 +227,8 @@ class Backend {
 Backend& backend_for(Device d);
 inline Backend& backend_for(const Tensor& t) { return backend_for(t.device()); }
 void register_backend(DeviceType type, Backend* b);
+// Whether backend_for(d) would succeed (a CUDA build on a machine with a GPU, for cuda).
+bool device_available(Device d);
 
 // Thread control for backends that use threads (OpenMP + BLAS on the CPU).
 void set_num_threads(int n);

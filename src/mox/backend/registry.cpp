@@ -1,6 +1,8 @@
 #include <omp.h>
 
 #include <cstdlib>
+#include <mutex>
+#include <string>
 
 #include "mox/backend/backend.h"
 #include "mox/backend/cpu/cpu_backend.h"
@@ -8,6 +10,10 @@
 extern "C" void openblas_set_num_threads(int);
 
 namespace mox {
+
+#ifdef MOX_HAVE_CUDA
+Backend* create_cuda_backend(std::string* why);  // backend/cuda/cuda_backend.cu
+#endif
 
 namespace {
 Backend* g_backends[2] = {nullptr, nullptr};
@@ -32,14 +38,38 @@ struct Init {
 Backend& backend_for(Device d) {
   static Init init;
   Backend* b = g_backends[int(d.type)];
-  if (!b)
-    throw Error("device", d.str() + " is not available in this build (built without CUDA?)");
-  return *b;
+  if (b) return *b;
+  if (d.type == DeviceType::CUDA) {
+    if (d.index != 0) throw Error("device", d.str() + ": mox drives one GPU per process (cuda:0)");
+#ifdef MOX_HAVE_CUDA
+    static std::mutex mu;
+    std::lock_guard<std::mutex> lk(mu);
+    if (!g_backends[int(d.type)]) {
+      std::string why;
+      g_backends[int(d.type)] = create_cuda_backend(&why);
+      if (!g_backends[int(d.type)]) throw Error("device", why);
+    }
+    return *g_backends[int(d.type)];
+#else
+    throw Error("device", "cuda is not available: this mox was built without the CUDA backend "
+                          "(configure with -DMOX_CUDA=ON, or scripts/build --cuda)");
+#endif
+  }
+  throw Error("device", d.str() + " is not available");
 }
 
 void register_backend(DeviceType type, Backend* b) {
   backend_for(kCPU);  // make sure the CPU one is set up first
   g_backends[int(type)] = b;
+}
+
+bool device_available(Device d) {
+  try {
+    backend_for(d);
+    return true;
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
