@@ -94,7 +94,11 @@ void execute(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
       if (!e.node) continue;
       if (captures && !state.count(e.node.get())) continue;
       NodeState& dst = state[e.node.get()];
-      if (i < in_grads.size() && in_grads[i].defined()) accumulate(dst.buffer, e.input_nr, in_grads[i]);
+      if (i < in_grads.size() && in_grads[i].defined()) {
+        Tensor g = in_grads[i];
+        if (g.dtype() != e.dtype && is_floating(g.dtype()) && is_floating(e.dtype)) g = g.to(e.dtype);
+        accumulate(dst.buffer, e.input_nr, g);
+      }
       if (--dst.deps == 0) ready.push(e.node.get());
     }
   }

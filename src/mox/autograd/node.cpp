@@ -60,14 +60,14 @@ bool any_requires_grad(const std::vector<Tensor>& inputs) {
 Edge gradient_edge(const Tensor& t) {
   if (!t.defined() || !t.requires_grad()) return {};
   TensorImpl* impl = t.impl();
-  if (impl->grad_fn) return {impl->grad_fn, impl->output_nr};
+  if (impl->grad_fn) return {impl->grad_fn, impl->output_nr, t.dtype()};
   auto acc = impl->grad_accumulator.lock();
   if (!acc) {
     acc = std::make_shared<AccumulateGrad>(t.impl_ptr());
     acc->seq = g_node_seq++;
     impl->grad_accumulator = acc;
   }
-  return {acc, 0};
+  return {acc, 0, t.dtype()};
 }
 
 static void connect(std::shared_ptr<Node>& node, const std::vector<Tensor>& inputs) {

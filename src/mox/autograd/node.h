@@ -13,6 +13,9 @@ namespace mox {
 struct Edge {
   std::shared_ptr<Node> node;  // null: that input needs no gradient
   uint32_t input_nr = 0;       // which output of `node` this edge feeds
+  // The input's dtype: a gradient flows back in it (as in PyTorch), so that an op that
+  // promoted bf16 to f32 hands its bf16 input a bf16 gradient.
+  DType dtype = DType::F32;
 };
 
 class Node : public std::enable_shared_from_this<Node> {

@@ -9,6 +9,8 @@
 #include <cmath>
 
 #include "mox/autograd/node.h"
+#include "mox/ops/autocast.h"
+#include "mox/ops/half.h"
 #include "mox/ops/ops.h"
 
 namespace mox {
@@ -32,6 +34,11 @@ Tensor heads_last(const Shape& bhtd, const TensorOptions& opt) {
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     bool causal, double scale, const Tensor& key_padding_mask) {
   const char* op = "scaled_dot_product_attention";
+  if (autocast_enabled()) {
+    Tensor hq = detail::autocast_half(q), hk = detail::autocast_half(k), hv = detail::autocast_half(v);
+    if (!hq.same(q) || !hk.same(k) || !hv.same(v))
+      return scaled_dot_product_attention(hq, hk, hv, causal, scale, key_padding_mask);
+  }
   MOX_CHECK(q.defined() && k.defined() && v.defined(), op, "q, k and v must be defined");
   for (const Tensor* t : {&q, &k, &v})
     if (!is_floating(t->dtype()))
@@ -65,15 +72,17 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
     mask = m.dtype() == DType::U8 ? plain(m) : ne(m.detach(), 0.0).contiguous();
   }
 
-  if (q.dtype() == DType::BF16 || q.dtype() == DType::F16)
+  if (detail::via_f32(q)) {
+    AutocastGuard off(DType::BF16, false);  // the f32 computation must not be rounded again
     return scaled_dot_product_attention(q.to(DType::F32), k.to(DType::F32), v.to(DType::F32),
                                         causal, s, mask)
         .to(q.dtype());
+  }
 
   Tensor qc = rows(q), kc = rows(k), vc = rows(v);
   const TensorOptions opt(q.dtype(), q.device());
   Tensor out = heads_last(q.shape(), opt);
-  Tensor lse = empty({B, H, q.size(2)}, opt);
+  Tensor lse = empty({B, H, q.size(2)}, TensorOptions(detail::stats_dtype(q.dtype()), q.device()));
   backend_for(q).attention(qc, kc, vc, mask, causal, s, out, lse);
   if (any_requires_grad({&q, &k, &v})) {
     Tensor o = out.detach();
@@ -93,14 +102,18 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 
 Tensor attention_qkv(const Tensor& qkv, int64_t n_head, bool causal, double scale) {
   const char* op = "attention_qkv";
+  if (autocast_enabled() && qkv.defined() && qkv.dtype() == DType::F32)
+    return attention_qkv(detail::autocast_half(qkv), n_head, causal, scale);
   MOX_CHECK(qkv.defined() && qkv.dim() == 3 && is_floating(qkv.dtype()), op,
             "expected a float [B, T, 3C] projection, got " + (qkv.defined() ? qkv.desc() : std::string("undefined")));
   MOX_CHECK(n_head >= 1 && qkv.size(2) % (3 * n_head) == 0, op,
             "last dim " + std::to_string(qkv.size(2)) + " is not 3 x C with C a multiple of n_head " +
                 std::to_string(n_head));
   const int64_t B = qkv.size(0), T = qkv.size(1), C = qkv.size(2) / 3, H = n_head, D = C / H;
-  if (qkv.dtype() != DType::F32 && qkv.dtype() != DType::F64)  // bf16/f16: the general op converts
+  if (detail::via_f32(qkv)) {  // bf16/f16 on a device that does not read them: compute in f32
+    AutocastGuard off(DType::BF16, false);
     return attention_qkv(qkv.to(DType::F32), n_head, causal, scale).to(qkv.dtype());
+  }
   MOX_CHECK(std::isfinite(scale), op, "scale must be finite, got " + std::to_string(scale));
   const double s = scale < 0 ? 1.0 / std::sqrt(double(D)) : scale;
   // [B, H, T, D] views of the three column blocks of a [B, T, 3C] tensor
@@ -109,7 +122,7 @@ Tensor attention_qkv(const Tensor& qkv, int64_t n_head, bool causal, double scal
   Tensor q = heads(x, 0), k = heads(x, 1), v = heads(x, 2);
   const TensorOptions opt(qkv.dtype(), qkv.device());
   Tensor out4 = heads_last(q.shape(), opt);
-  Tensor lse = empty({B, H, T}, opt);
+  Tensor lse = empty({B, H, T}, TensorOptions(detail::stats_dtype(qkv.dtype()), qkv.device()));
   backend_for(qkv).attention(q, k, v, Tensor(), causal, s, out4, lse);
   Tensor out = out4.transpose(1, 2).view({B, T, C});  // the [B, T, H, D] buffer itself
   if (any_requires_grad({&qkv})) {

@@ -2,18 +2,20 @@
 #include <cmath>
 
 #include "mox/autograd/node.h"
+#include "mox/ops/half.h"
 #include "mox/ops/ops.h"
 
 namespace mox {
 
 namespace {
 
-bool is_half(DType t) { return t == DType::BF16 || t == DType::F16; }
+using detail::is_half;
+using detail::via_f32;
 
 // Runs a unary kernel; bf16/f16 inputs are computed in f32 and converted back.
 Tensor unary_forward(UnaryOp op, const Tensor& x, UnaryParams p, const char* name) {
   MOX_CHECK(x.defined(), name, "input is undefined");
-  if (is_half(x.dtype())) {
+  if (via_f32(x)) {
     NoGradGuard ng;  // gradient recorded by the caller on the half tensors
     return unary_forward(op, x.to(DType::F32), p, name).to(x.dtype());
   }
@@ -23,7 +25,7 @@ Tensor unary_forward(UnaryOp op, const Tensor& x, UnaryParams p, const char* nam
 }
 
 Tensor unary_grad(UnaryOp op, const Tensor& x, const Tensor& y, const Tensor& g, UnaryParams p) {
-  if (is_half(g.dtype()))
+  if (via_f32(g))
     return unary_grad(op, x.defined() ? x.to(DType::F32) : x, y.defined() ? y.to(DType::F32) : y,
                       g.to(DType::F32), p)
         .to(g.dtype());
@@ -75,7 +77,7 @@ Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b, const char*
             "tensors on different devices: " + a.device().str() + " and " + b.device().str());
   DType dt = promote(a.dtype(), b.dtype());
   if ((op == BinaryOp::Div || op == BinaryOp::Atan2) && is_integral(dt)) dt = DType::F32;
-  DType compute = is_half(dt) ? DType::F32 : dt;
+  DType compute = is_half(dt) && !backend_for(a).native_half() ? DType::F32 : dt;
   Shape s = broadcast_shapes(a.shape(), b.shape(), name);
   Tensor ea = a.detach().to(compute).expand(s), eb = b.detach().to(compute).expand(s);
   bool cmp = is_comparison(op);

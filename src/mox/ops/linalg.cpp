@@ -1,5 +1,6 @@
 // matmul (torch.matmul semantics), bmm and linear, all on the backend's GEMM.
 #include "mox/autograd/node.h"
+#include "mox/ops/autocast.h"
 #include "mox/ops/ops.h"
 
 namespace mox {
@@ -30,10 +31,16 @@ void check_mm(const Tensor& a, const Tensor& b, const char* op) {
 }  // namespace
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  if (autocast_enabled()) {
+    Tensor a = detail::autocast_half(a_in), b = detail::autocast_half(b_in);
+    if (!a.same(a_in) || !b.same(b_in)) return matmul(a, b);
+  }
   check_mm(a_in, b_in, "matmul");
   // bf16 goes to the backend as is (bf16 GEMM, f32 accumulation); f16 is computed in f32.
-  if (a_in.dtype() == DType::F16)
+  if (a_in.dtype() == DType::F16 && !backend_for(a_in).native_half()) {
+    AutocastGuard off(DType::F16, false);  // the f32 computation must not be rounded again
     return matmul(a_in.to(DType::F32), b_in.to(DType::F32)).to(a_in.dtype());
+  }
   // Promote 1-D operands as torch.matmul does, and strip the added dims at the end.
   Tensor a = a_in.dim() == 1 ? a_in.unsqueeze(0) : a_in;
   Tensor b = b_in.dim() == 1 ? b_in.unsqueeze(1) : b_in;
@@ -98,6 +105,10 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
 }
 
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+  if (autocast_enabled()) {
+    Tensor hx = detail::autocast_half(x), hw = detail::autocast_half(w), hb = detail::autocast_half(b);
+    if (!hx.same(x) || !hw.same(w) || (b.defined() && !hb.same(b))) return linear(hx, hw, hb);
+  }
   MOX_CHECK(x.defined() && w.defined(), "linear", "input is undefined");
   MOX_CHECK(w.dim() == 2, "linear", "weight must be [out, in], got " + w.desc());
   MOX_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear",
@@ -107,8 +118,10 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   if (b.defined())
     MOX_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "linear",
               "bias " + b.desc() + " does not match weight " + w.desc());
-  if (x.dtype() == DType::F16)
+  if (x.dtype() == DType::F16 && !backend_for(x).native_half()) {
+    AutocastGuard off(DType::F16, false);
     return linear(x.to(DType::F32), w.to(DType::F32), b.defined() ? b.to(DType::F32) : b).to(x.dtype());
+  }
   const int64_t in = w.size(1), outf = w.size(0);
   Shape out_shape = x.shape();
   out_shape.back() = outf;

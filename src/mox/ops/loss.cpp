@@ -5,13 +5,16 @@
 #include <cmath>
 
 #include "mox/autograd/node.h"
+#include "mox/ops/autocast.h"
+#include "mox/ops/half.h"
 #include "mox/ops/ops.h"
 
 namespace mox {
 
 namespace {
 
-bool is_half(DType t) { return t == DType::BF16 || t == DType::F16; }
+using detail::is_half;
+using detail::via_f32;
 
 void check_reduction(const std::string& r, const char* op) {
   if (r != "mean" && r != "sum" && r != "none")
@@ -108,7 +111,8 @@ Tensor cross_entropy_indices(const Tensor& logits, const Tensor& target, double 
   const int64_t C = cr.rows.size(1);
   ClassTargets ct = class_targets(target, C, ignore_index, op);
   Tensor z = cr.rows.contiguous();
-  TensorOptions o(z.dtype(), z.device());
+  // Per-row losses are f32 for half logits (the kernel reads them directly: native_half).
+  TensorOptions o(detail::stats_dtype(z.dtype()), z.device());
   Tensor losses = empty({z.size(0)}, o);
   backend_for(z).cross_entropy(z, ct.flat, ls, losses, Tensor(), 1.0);
   Tensor out;
@@ -128,8 +132,8 @@ Tensor cross_entropy_indices(const Tensor& logits, const Tensor& target, double 
     bool moved = cr.moved, none = reduction == "none";
     Tensor t = ct.flat;
     record(out, op, {logits}, [z, t, ls, scale, xs, moved, none](const Tensor& g) -> std::vector<Tensor> {
-      TensorOptions o(z.dtype(), z.device());
-      Tensor gz = empty(z.shape(), o), tmp = empty({z.size(0)}, o);
+      Tensor gz = empty(z.shape(), TensorOptions(z.dtype(), z.device()));
+      Tensor tmp = empty({z.size(0)}, TensorOptions(detail::stats_dtype(z.dtype()), z.device()));
       // Recomputes softmax rather than storing it: one pass over the logits either way.
       double s = none ? 1.0 : g.item<double>() * scale;
       backend_for(z).cross_entropy(z, t, ls, tmp, gz, s);
@@ -157,9 +161,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_sm
   check_reduction(reduction, op);
   if (!(label_smoothing >= 0.0 && label_smoothing <= 1.0))
     throw Error(op, "label_smoothing must be in [0, 1], got " + std::to_string(label_smoothing));
-  if (is_half(logits.dtype()))
-    return cross_entropy(logits.to(DType::F32), target, label_smoothing, reduction, ignore_index)
-        .to(logits.dtype());
+  // bf16/f16 logits give an f32 loss (autocast's rule: losses are kept in f32); the fused
+  // kernel reads half logits directly where the device allows (native_half).
+  if (via_f32(logits) || (is_half(logits.dtype()) && is_floating(target.dtype())))
+    return cross_entropy(logits.to(DType::F32), target, label_smoothing, reduction, ignore_index);
   if (is_floating(target.dtype())) {
     // Probability targets: -sum_c t_c log p_c per sample, smoothed towards uniform.
     check_same_shape(logits, target, op);
@@ -176,6 +181,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, double label_sm
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const std::string& reduction,
                 int64_t ignore_index) {
   const char* op = "nll_loss";
+  if (autocast_enabled() && log_probs.defined() && is_half(log_probs.dtype()))
+    return nll_loss(detail::autocast_f32(log_probs), target, reduction, ignore_index);
   check_floating(log_probs, op, "input");
   MOX_CHECK(target.defined(), op, "target is undefined");
   check_reduction(reduction, op);
@@ -198,6 +205,8 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const std::string
 }
 
 Tensor mse_loss(const Tensor& x, const Tensor& y, const std::string& reduction) {
+  if (autocast_enabled() && x.defined() && y.defined() && (is_half(x.dtype()) || is_half(y.dtype())))
+    return mse_loss(detail::autocast_f32(x), detail::autocast_f32(y), reduction);
   check_floating(x, "mse_loss", "input");
   return apply_reduction(square(sub(x, y)), reduction, "mse_loss");
 }
@@ -222,6 +231,8 @@ Tensor huber_loss(const Tensor& x, const Tensor& y, double delta, const std::str
 // -(y log p + (1-y) log(1-p)) with each log clamped at -100, like PyTorch.
 Tensor binary_cross_entropy(const Tensor& p, const Tensor& y, const std::string& reduction) {
   const char* op = "binary_cross_entropy";
+  if (autocast_enabled() && p.defined() && y.defined() && (is_half(p.dtype()) || is_half(y.dtype())))
+    return binary_cross_entropy(detail::autocast_f32(p), detail::autocast_f32(y), reduction);
   check_floating(p, op, "input");
   check_floating(y, op, "target");
   check_same_shape(p, y, op);
@@ -259,6 +270,9 @@ Tensor binary_cross_entropy(const Tensor& p, const Tensor& y, const std::string&
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& y,
                                         const std::string& reduction, const Tensor& pos_weight) {
   const char* op = "binary_cross_entropy_with_logits";
+  if (autocast_enabled() && logits.defined() && y.defined() && (is_half(logits.dtype()) || is_half(y.dtype())))
+    return binary_cross_entropy_with_logits(detail::autocast_f32(logits), detail::autocast_f32(y),
+                                            reduction, detail::autocast_f32(pos_weight));
   check_floating(logits, op, "input");
   check_floating(y, op, "target");
   check_same_shape(logits, y, op);

@@ -4,13 +4,16 @@
 #include <cmath>
 
 #include "mox/autograd/node.h"
+#include "mox/ops/autocast.h"
+#include "mox/ops/half.h"
 #include "mox/ops/ops.h"
 
 namespace mox {
 
 namespace {
 
-bool is_half(DType t) { return t == DType::BF16 || t == DType::F16; }
+using detail::is_half;
+using detail::via_f32;
 
 void check_floating(const Tensor& x, const char* op, const char* what) {
   MOX_CHECK(x.defined(), op, std::string(what) + " is undefined");
@@ -85,7 +88,7 @@ Tensor softmax_last(const Tensor& x, bool log) {
 Tensor softmax_any(const Tensor& x, int64_t dim, bool log) {
   const char* name = log ? "log_softmax" : "softmax";
   check_floating(x, name, "input");
-  if (is_half(x.dtype())) return softmax_any(x.to(DType::F32), dim, log).to(x.dtype());
+  if (via_f32(x)) return softmax_any(x.to(DType::F32), dim, log).to(x.dtype());
   if (x.dim() == 0) return softmax_any(x.reshape({1}), 0, log).reshape({});
   int64_t d = normalize_dim(dim, x.dim(), name);
   if (d == x.dim() - 1) return softmax_last(x, log);
@@ -229,13 +232,16 @@ Tensor avg_pool2d(const Tensor& x, const Pool2dParams& p) {
   return out;
 }
 
-Tensor softmax(const Tensor& x, int64_t dim) { return softmax_any(x, dim, false); }
-Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_any(x, dim, true); }
+Tensor softmax(const Tensor& x, int64_t dim) { return softmax_any(detail::autocast_f32(x), dim, false); }
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_any(detail::autocast_f32(x), dim, true); }
 
 // x [..., *normalized_shape], w and b [*normalized_shape] (optional)
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& w, const Tensor& b,
                   double eps) {
   const char* op = "layer_norm";
+  if (autocast_enabled() && x.defined() && detail::is_half(x.dtype()))
+    return layer_norm(detail::autocast_f32(x), normalized_shape, detail::autocast_f32(w),
+                      detail::autocast_f32(b), eps);
   check_floating(x, op, "input");
   check_same_dtype(x, w, op, "weight");
   check_same_dtype(x, b, op, "bias");
@@ -249,7 +255,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
     if (t->defined() && t->shape() != normalized_shape)
       throw Error(op, "weight and bias must have shape " + shape_str(normalized_shape) + ", got " +
                           t->desc());
-  if (is_half(x.dtype()))
+  if (via_f32(x))
     return layer_norm(x.to(DType::F32), normalized_shape, to_f32(w), to_f32(b), eps).to(x.dtype());
   const int64_t n = shape_numel(normalized_shape);
   const int64_t rows = n == 0 ? 0 : x.numel() / n;
@@ -257,7 +263,9 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   Tensor xc = plain(x).view({rows, n});
   Tensor wc = w.defined() ? plain(w).view({n}) : Tensor();
   Tensor bc = b.defined() ? plain(b).view({n}) : Tensor();
-  Tensor out = empty({rows, n}, o), mean = empty({rows}, o), rstd = empty({rows}, o);
+  Tensor out = empty({rows, n}, o);
+  TensorOptions so(detail::stats_dtype(x.dtype()), x.device());
+  Tensor mean = empty({rows}, so), rstd = empty({rows}, so);
   if (out.numel() > 0) backend_for(x).layer_norm(xc, wc, bc, eps, out, mean, rstd);
   out = out.view(x.shape());
   if (any_requires_grad({&x, &w, &b})) {

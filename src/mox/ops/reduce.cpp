@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "mox/autograd/node.h"
+#include "mox/ops/half.h"
 #include "mox/ops/ops.h"
 
 namespace mox {
@@ -41,7 +42,7 @@ Shape drop_shape(const Tensor& x, const std::vector<int64_t>& dims) {
 
 Tensor reduce_forward(ReduceOp op, const Tensor& x, const std::vector<int64_t>& dims, const char* name) {
   MOX_CHECK(x.defined(), name, "input is undefined");
-  if (x.dtype() == DType::BF16 || x.dtype() == DType::F16) {
+  if (detail::via_f32(x)) {
     NoGradGuard ng;
     return reduce_forward(op, x.to(DType::F32), dims, name).to(x.dtype());
   }
@@ -137,7 +138,7 @@ static ValuesIndices maxmin_dim(ReduceOp op, const Tensor& x, int64_t dim, bool 
   if (x.dim() == 0) return {x, zeros({}, DType::I64)};
   dim = normalize_dim(dim, x.dim(), name);
   Tensor src = x.detach();
-  if (x.dtype() == DType::BF16 || x.dtype() == DType::F16) src = src.to(DType::F32);
+  if (detail::via_f32(x)) src = src.to(DType::F32);
   Shape ks = x.shape();
   ks[dim] = 1;
   Tensor vals = empty(ks, TensorOptions(src.dtype(), x.device()));

@@ -7,6 +7,7 @@
 //   p -= lr / (1 - b1^t) * m / (sqrt(v') / sqrt(1 - b2^t) + eps)
 #include <utility>
 
+#include "mox/backend/backend.h"
 #include "mox/optim/optimizer.h"
 
 namespace mox::optim {
@@ -45,9 +46,12 @@ class Adam : public Optimizer {
  protected:
   Adam(std::string name, std::vector<ParamGroup> groups, AdamOptions options, bool decoupled);
   void update(const Tensor& param, const Tensor& grad, ParamState& st, const Group& g) override;
+  void update_many(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                   const std::vector<ParamState*>& states, const Group& group) override;
   std::vector<std::string> state_buffers() const override;
 
  private:
+  AdamParams params_for(const Group& g, int64_t step) const;
   AdamOptions opt_;
   bool decoupled_;  // AdamW: weight decay applied to the weights, not added to the gradient
 };

@@ -35,26 +35,36 @@ double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm, doubl
     }
   if (grads.empty()) return 0.0;
 
-  // Per-parameter reductions in the gradient's dtype (one pass each), combined in double.
-  double total = 0.0;
+  // Per-parameter reductions in the gradient's dtype (one pass each), combined in double
+  // on the gradients' device and read back once (one synchronisation on a GPU).
   const bool inf_norm = std::isinf(norm_type);
+  const Device dev = grads[0].device();
+  std::vector<Tensor> parts, nans;
   for (const Tensor& g : grads) {
     if (g.numel() == 0) continue;
+    Tensor r;
     if (inf_norm) {
-      total = std::max(total, amax(abs(g)).item<double>());
+      r = amax(abs(g));
+      // amax ignores NaN in some kernels; a NaN anywhere must still surface, as in PyTorch.
+      nans.push_back(sum(g).to(DType::F64).to(dev).reshape({1}));
     } else if (norm_type == 2.0) {
-      double n = norm(g).item<double>();
-      total += n * n;
+      r = norm(g).to(DType::F64);
+      r = mul(r, r);
     } else if (norm_type == 1.0) {
-      total += sum(abs(g)).item<double>();
+      r = sum(abs(g));
     } else {
-      total += sum(pow(abs(g), norm_type)).item<double>();
+      r = sum(pow(abs(g), norm_type));
     }
+    parts.push_back(r.to(DType::F64).to(dev).reshape({1}));
   }
-  // amax ignores NaN in some kernels; a NaN anywhere must still surface, as in PyTorch.
-  if (inf_norm)
-    for (const Tensor& g : grads)
-      if (g.numel() > 0 && std::isnan(sum(g).item<double>())) total = NAN;
+  double total = 0.0;
+  if (!parts.empty()) {
+    Tensor all = cat(parts, 0);
+    Tensor t = inf_norm ? amax(all) : sum(all);
+    if (inf_norm) t = stack({t, sum(cat(nans, 0))});
+    std::vector<double> v = t.to_vector<double>();
+    total = inf_norm ? (std::isnan(v[1]) ? NAN : std::max(0.0, v[0])) : v[0];
+  }
   if (!inf_norm) total = norm_type == 1.0 ? total : std::pow(total, 1.0 / norm_type);
 
   if (error_if_nonfinite && !std::isfinite(total))

@@ -3,6 +3,7 @@
 #include "mox/optim/adagrad.h"
 #include "mox/optim/adam.h"
 #include "mox/optim/clip.h"
+#include "mox/optim/grad_scaler.h"
 #include "mox/optim/optimizer.h"
 #include "mox/optim/regularizers.h"
 #include "mox/optim/rmsprop.h"

@@ -76,6 +76,8 @@ void Optimizer::step() {
   NoGradGuard no_grad;
   size_t i = 0;
   for (const Group& g : groups_) {
+    std::vector<Tensor> ps, gs;
+    std::vector<ParamState*> sts;
     for (const Tensor& p : g.params) {
       ParamState& st = state_[i++];
       Tensor grad = p.grad();
@@ -85,9 +87,17 @@ void Optimizer::step() {
       if (grad.dtype() != p.dtype()) grad = grad.to(p.dtype());
       if (grad.device() != p.device()) grad = grad.to(p.device());
       st.step++;
-      update(p, grad, st, g);
+      ps.push_back(p);
+      gs.push_back(grad);
+      sts.push_back(&st);
     }
+    if (!ps.empty()) update_many(ps, gs, sts, g);
   }
+}
+
+void Optimizer::update_many(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                            const std::vector<ParamState*>& states, const Group& group) {
+  for (size_t k = 0; k < params.size(); ++k) update(params[k], grads[k], *states[k], group);
 }
 
 void Optimizer::zero_grad() {
