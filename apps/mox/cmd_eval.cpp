@@ -29,7 +29,7 @@ std::string csv_field(const std::string& s) {
 
 Command add_eval_command(CLI::App& parent) {
   struct Args {
-    std::string model, split = "test", precision = "f32";
+    std::string model, split = "test", precision = "f32", device;
     std::vector<std::string> data;
     int64_t batch = 1000, threads = 0;
     bool json = false;
@@ -41,6 +41,7 @@ Command add_eval_command(CLI::App& parent) {
   app->add_option("--split", a->split, "test (default), val or train");
   app->add_option("--batch-size", a->batch, "Examples per forward pass")->check(CLI::PositiveNumber);
   app->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber);
+  add_device_option(app, a->device);
   app->add_option("--precision", a->precision, "f32 (default) or bf16 (bfloat16 weights and matmuls)")
       ->check(CLI::IsMember({"f32", "bf16"}));
   app->add_flag("--json", a->json, "Print the metrics as JSON");
@@ -53,6 +54,7 @@ Command add_eval_command(CLI::App& parent) {
             o.split = a->split;
             o.batch_size = a->batch;
             o.precision = a->precision;
+            o.device = a->device;
             train::EvalOutput r = train::run_eval(o);
             if (a->json) {
               std::cout << r.json;
@@ -67,7 +69,7 @@ Command add_eval_command(CLI::App& parent) {
 
 Command add_predict_command(CLI::App& parent) {
   struct Args {
-    std::string model, format = "csv", precision = "f32";
+    std::string model, format = "csv", precision = "f32", device;
     std::vector<std::string> inputs;
     int64_t threads = 0;
   };
@@ -79,13 +81,14 @@ Command add_predict_command(CLI::App& parent) {
                   "example per line ('-' reads stdin)")
       ->required();
   app->add_option("--format", a->format, "csv (default) or json")->check(CLI::IsMember({"csv", "json"}));
+  add_device_option(app, a->device);
   app->add_option("--precision", a->precision, "f32 (default) or bf16 (bfloat16 weights and matmuls)")
       ->check(CLI::IsMember({"f32", "bf16"}));
   app->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber);
   app->footer("Example: mox predict --model runs/mlp shirt.png --format json");
   return {app, [a] {
             if (a->threads > 0) set_num_threads(int(a->threads));
-            train::LoadedRun run = train::load_run(a->model, a->precision);
+            train::LoadedRun run = train::load_run(a->model, a->precision, a->device);
             data::RawInputs raw = data::read_inputs(a->inputs, run.preprocess);
             Tensor x = data::preprocess_inputs(raw, run.preprocess);
             Tensor out = run.trainer->predict(x).contiguous().to(DType::F32);

@@ -14,7 +14,7 @@ namespace mox::cli {
 
 Command add_finetune_command(CLI::App& parent) {
   struct Args {
-    std::string config, out;
+    std::string config, out, device, precision;
     std::vector<std::string> sets;
     int64_t threads = 0;
     bool overwrite = false, quiet = false;
@@ -25,6 +25,8 @@ Command add_finetune_command(CLI::App& parent) {
   app->add_option("--set", a->sets, "Override a config value: key=value; repeatable")->allow_extra_args(false);
   app->add_option("--out", a->out, "Run folder (default runs/<config name>)");
   app->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber);
+  add_device_option(app, a->device);
+  add_precision_option(app, a->precision, "Training precision: f32, or bf16/f16 autocast");
   app->add_flag("--overwrite", a->overwrite, "Replace an existing run folder");
   app->add_flag("-q,--quiet", a->quiet, "No progress output");
   app->footer("Example: mox finetune examples/bert_finetune.toml --out runs/bert_cls\n"
@@ -35,6 +37,8 @@ Command add_finetune_command(CLI::App& parent) {
             o.overrides = a->sets;
             o.out = a->out;
             o.overwrite = a->overwrite;
+            o.device = a->device;
+            o.precision = a->precision;
             o.log = a->quiet ? nullptr : &std::cout;
             train::run_finetune(a->config, o);
             return 0;

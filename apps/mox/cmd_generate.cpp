@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "command.h"
+#include "mox/train/compute.h"
 #include "mox/backend/backend.h"
 #include "mox/data/text/bpe.h"
 #include "mox/data/text/text_tokenizer.h"
@@ -35,6 +36,7 @@ struct GenerateArgs {
   // option with exit code 1 like every other failure of a run.
   std::string max_new_tokens = "100", temperature = "1.0", top_k = "0", top_p = "1.0",
               repetition_penalty = "1.0", seed = "0", threads = "0";
+  std::string device, precision;
   bool no_cache = false, print_ids = false, no_stream = false, bench = false, ignore_eos = false;
 };
 
@@ -107,6 +109,8 @@ Command add_generate_command(CLI::App& parent) {
   app->add_flag("--no-cache", a->no_cache, "recompute the whole context for every token");
   app->add_flag("--print-ids", a->print_ids, "print the generated token ids, one line per prompt");
   app->add_option("--threads", a->threads, "CPU threads (default: MOX_NUM_THREADS or all cores)")->type_name("N");
+  add_device_option(app, a->device);
+  add_precision_option(app, a->precision, "f32 (default), or bf16/f16: matrix products and attention in the half type (autocast)");
   app->add_flag("--no-stream", a->no_stream, "print a single completion only when it is done");
   app->add_flag("--bench", a->bench, "also time generation with and without the cache (tokens/s on stderr)");
   app->footer("Example: mox generate --model runs/shakespeare --prompt 'ROMEO:' --max-new-tokens 200 --top-k 40");
@@ -135,6 +139,9 @@ Command add_generate_command(CLI::App& parent) {
 
             if (!fs::is_directory(a->model)) throw Error("--model", a->model + ": no such folder");
             std::shared_ptr<nn::GPT> model = nn::load_gpt(a->model);
+            train::Compute compute;
+            train::override_compute(compute, a->device, a->precision);
+            model->to(compute.device);
             std::unique_ptr<data::TextTokenizer> tok = find_tokenizer(*a);
             const int64_t block = model->config().block_size;
             // GPT-2 ends a document with <|endoftext|>: a completion stops there, as in
@@ -173,6 +180,7 @@ Command add_generate_command(CLI::App& parent) {
               nn::GenerateOptions o = opt;
               o.use_cache = use_cache;
               Timed t;
+              train::StepAutocast ac(compute.precision);
               const auto t0 = std::chrono::steady_clock::now();
               t.ids = nn::generate(*model, prompts, o, decode, cb);
               t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

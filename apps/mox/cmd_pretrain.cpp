@@ -16,7 +16,7 @@ namespace mox::cli {
 namespace {
 
 struct PretrainArgs {
-  std::string config, out, resume;
+  std::string config, out, resume, device, precision;
   std::vector<std::string> sets;
   int64_t seed = -1, steps = 0, threads = 0, stop_after = 0;
   bool overwrite = false, quiet = false;
@@ -36,6 +36,8 @@ Command add_pretrain_command(CLI::App& parent) {
   app->add_option("--stop-after", a->stop_after, "Stop after N steps of this call; the run stays resumable")
       ->check(CLI::PositiveNumber);
   app->add_option("--seed", a->seed, "Seed for initialisation, batches and dropout")->check(CLI::NonNegativeNumber);
+  add_device_option(app, a->device);
+  add_precision_option(app, a->precision, "Training precision: f32, or bf16/f16 autocast with f32 master weights");
   app->add_option("--threads", a->threads, "CPU threads (default: MOX_NUM_THREADS or all cores)")
       ->check(CLI::PositiveNumber);
   app->add_flag("--overwrite", a->overwrite, "Reuse a run folder that already holds a run");
@@ -56,6 +58,8 @@ Command add_pretrain_command(CLI::App& parent) {
             if (a->seed >= 0) o.seed = uint64_t(a->seed);
             if (a->stop_after > 0) o.stop_after = a->stop_after;
             o.threads = int(a->threads);
+            o.device = a->device;
+            o.precision = a->precision;
             o.log = a->quiet ? nullptr : &std::cout;
             o.interactive = train::ProgressBar::stdout_is_terminal();
             train::run_pretrain(a->config, o);

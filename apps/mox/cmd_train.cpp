@@ -16,7 +16,7 @@ namespace mox::cli {
 namespace {
 
 struct TrainArgs {
-  std::string config, out, resume, init;
+  std::string config, out, resume, init, device, precision;
   std::vector<std::string> sets;
   int64_t seed = -1, epochs = 0, steps = 0, save_every = 0, threads = 0;
   bool overwrite = false, quiet = false;
@@ -41,6 +41,8 @@ Command add_train_command(CLI::App& parent) {
   app->add_option("--threads", a->threads, "CPU threads (default: MOX_NUM_THREADS or all cores)")
       ->check(CLI::PositiveNumber);
   app->add_flag("--overwrite", a->overwrite, "Reuse a run folder that already holds a run");
+  add_device_option(app, a->device);
+  add_precision_option(app, a->precision, "Training precision: f32, or bf16/f16 autocast with f32 master weights");
   app->add_flag("-q,--quiet", a->quiet, "No progress output");
   app->footer("Example: mox train examples/mlp.toml --out runs/mlp\n"
               "         mox train --resume runs/mlp --set train.epochs=10");
@@ -62,6 +64,8 @@ Command add_train_command(CLI::App& parent) {
             o.steps = a->steps;
             o.overwrite = a->overwrite;
             o.verbose = a->quiet ? 0 : 1;
+            o.device = a->device;
+            o.precision = a->precision;
             train::run_train(o);
             return 0;
           }};
@@ -80,6 +84,8 @@ Command add_cv_command(CLI::App& parent) {
   app->add_option("--out", a->out, "Folder for cv.json");
   app->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber);
   app->add_flag("-q,--quiet", a->quiet, "Only the final table");
+  add_device_option(app, a->device);
+  add_precision_option(app, a->precision, "Training precision: f32, or bf16/f16 autocast");
   app->footer("Example: mox cv examples/regression.toml --folds 5");
   return {app, [a, folds] {
             if (a->threads > 0) set_num_threads(int(a->threads));
@@ -92,6 +98,8 @@ Command add_cv_command(CLI::App& parent) {
             o.steps = a->steps;
             o.out_dir = a->out;
             o.verbose = a->quiet ? 0 : 1;
+            o.device = a->device;
+            o.precision = a->precision;
             train::CvResult r = train::run_cv(o);
             std::printf("%-20s", "fold");
             for (const auto& [k, v] : r.mean) std::printf(" %12s", k.c_str());

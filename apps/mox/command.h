@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <string>
 
 namespace mox::cli {
 
@@ -12,6 +13,15 @@ struct Command {
   CLI::App* app;             // the subcommand's parser (parsed() tells whether it was chosen)
   std::function<int()> run;  // returns the exit code
 };
+
+// --device and (for commands that train or run models) --precision, the same on every
+// command that computes.
+inline void add_device_option(CLI::App* app, std::string& device) {
+  app->add_option("--device", device, "Where to compute: cpu, cuda (cuda:0); default: the config's or cpu");
+}
+inline void add_precision_option(CLI::App* app, std::string& precision, const char* what) {
+  app->add_option("--precision", precision, what)->check(CLI::IsMember({"f32", "bf16", "f16"}));
+}
 
 Command add_summary_command(CLI::App& parent);
 Command add_train_command(CLI::App& parent);

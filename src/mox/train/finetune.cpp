@@ -1,3 +1,4 @@
+#include "mox/train/compute.h"
 #include "mox/train/finetune.h"
 
 #include <algorithm>
@@ -126,7 +127,9 @@ FinetuneResult run_finetune(const std::string& config_path, const FinetuneOption
   if (epochs < 1) throw t.error("epochs", "must be >= 1");
   if (batch < 1) throw t.error("batch_size", "must be >= 1");
   if (!(lr > 0)) throw t.error("lr", "must be > 0");
+  Compute compute = parse_compute(t);
   t.check_no_unknown_keys("[train] of finetune");
+  override_compute(compute, options.device, options.precision);
   root->check_no_unknown_keys("a finetune config (sections: model, data, train)");
   if (threads > 0) set_num_threads(int(threads));
   so.seed = seed;
@@ -157,6 +160,7 @@ FinetuneResult run_finetune(const std::string& config_path, const FinetuneOption
       MOX_CHECK(k.rfind("pooler.", 0) == 0, pretrained, "the pre-trained encoder lacks " + k);
   }
   auto model = std::make_shared<PaddedBertClassifier>(clf, sp.pad);
+  model->to(compute.device);
 
   auto opt = std::make_shared<optim::AdamW>(optim::weight_decay_groups(model->parameters(), wd), optim::AdamWOptions(lr));
   Trainer trainer(model, opt, LossSpec{});
@@ -166,6 +170,7 @@ FinetuneResult run_finetune(const std::string& config_path, const FinetuneOption
   fo.validation_data = val_set;
   fo.seed = seed;
   fo.clip_grad_norm = clip;
+  fo.precision = compute.precision;
   fo.verbose = log ? 1 : 0;
   fo.out = log;
   fo.eval_batch_size = 256;

@@ -31,6 +31,7 @@ struct FinetuneOptions {
   std::string out;         // default runs/<config stem>
   bool overwrite = false;
   std::ostream* log = nullptr;
+  std::string device, precision;  // override [train] device / precision when set
 };
 
 struct FinetuneResult {

@@ -21,6 +21,7 @@
 #include "mox/nn/serialize.h"
 #include "mox/optim/optim.h"
 #include "mox/train/history.h"
+#include "mox/train/compute.h"
 #include "mox/train/progress.h"
 #include "mox/train/report.h"
 #include "mox/util/npm.h"
@@ -52,6 +53,7 @@ struct TrainConfig {
           eval_batch_size = 64, save_every = 0, threads = 0;
   uint64_t seed = 1337;
   double mlm_probability = 0.15;
+  Compute compute;  // device, precision
 };
 
 struct OptimConfig {
@@ -183,6 +185,7 @@ PretrainConfig parse_pretrain_config(const std::string& text, const std::string&
   tc.seed = uint64_t(positive("seed", int64_t(tc.seed), true));
   tc.mlm_probability = t.get_float("mlm_probability", tc.mlm_probability);
   if (!(tc.mlm_probability > 0 && tc.mlm_probability <= 1)) throw t.error("mlm_probability", "must be in (0, 1]");
+  tc.compute = parse_compute(t);
   t.check_no_unknown_keys("[train] of pretrain");
 
   const io::ConfigTable& o = section(*root, "optimizer", e3);
@@ -319,6 +322,7 @@ struct LanguageModel {
   int64_t T = 0, vocab = 0, tokenizer_vocab = 0, params = 0;
   int64_t pad = -1, cls = -1, sep = -1, mask = -1;
   double mlm_probability = 0.15;
+  Compute compute;  // where the model lives; batches are made on the host and moved there
 
   nn::Module& module() { return gpt ? static_cast<nn::Module&>(*gpt) : static_cast<nn::Module&>(*bert); }
 
@@ -330,8 +334,9 @@ struct LanguageModel {
   }
   Tensor lm_loss(const Tensor& x, const Tensor& y) {
     const int64_t n = x.size(0) * x.size(1);
-    Tensor logits = gpt->forward(x);
-    return cross_entropy(logits.reshape({n, vocab}), y.reshape({n}));
+    StepAutocast ac(compute.precision);
+    Tensor logits = gpt->forward(x.to(compute.device));
+    return cross_entropy(logits.reshape({n, vocab}), y.to(compute.device).reshape({n}));
   }
   // body: [B, T-1] token ids; prepends [CLS], masks, and scores the chosen tokens.
   Tensor mlm_loss(const Tensor& body, Generator& gen) {
@@ -343,9 +348,10 @@ struct LanguageModel {
     o.vocab_size = vocab;  // random replacements from the whole vocabulary, as BERT (and HF) draw them
     o.special_ids = {pad, cls, sep};
     data::MlmBatch mb = data::mask_tokens(ids, o, gen);
-    Tensor logits = bert->logits(mb.input_ids, Tensor(), Tensor());
+    StepAutocast ac(compute.precision);
+    Tensor logits = bert->logits(mb.input_ids.to(compute.device), Tensor(), Tensor());
     const int64_t n = B * T;
-    return cross_entropy(logits.reshape({n, vocab}), mb.labels.reshape({n}));
+    return cross_entropy(logits.reshape({n, vocab}), mb.labels.to(compute.device).reshape({n}));
   }
 
   nlohmann::json describe() const {
@@ -444,7 +450,7 @@ struct Position {
 };
 
 void save_checkpoint(const std::string& dir, nn::Module& model, const optim::Optimizer& opt,
-                     const History& hist, const Position& p) {
+                     const optim::GradScaler& scaler, const History& hist, const Position& p) {
   io::write_dir_atomic(dir, [&](const std::string& tmp) {
     nn::save_state_dict(model, tmp + "/model.safetensors");
     opt.state_dict().save(tmp + "/optimizer.safetensors");
@@ -457,6 +463,8 @@ void save_checkpoint(const std::string& dir, nn::Module& model, const optim::Opt
                         {"interval_loss", optim::format_scalar(p.interval_loss)},
                         {"interval_steps", p.interval_steps},
                         {"interval_seconds", optim::format_scalar(p.interval_seconds)},
+                        {"loss_scale", optim::format_scalar(scaler.get_scale())},
+                        {"loss_scale_growth_tracker", int64_t(scaler.state_dict().scalars.at("growth_tracker"))},
                         {"default_generator",
                          {{"s", {g.s[0], g.s[1], g.s[2], g.s[3]}},
                           {"seed", g.seed},
@@ -466,7 +474,8 @@ void save_checkpoint(const std::string& dir, nn::Module& model, const optim::Opt
   });
 }
 
-Position load_checkpoint(const std::string& dir_in, nn::Module& model, optim::Optimizer& opt, History& hist) {
+Position load_checkpoint(const std::string& dir_in, nn::Module& model, optim::Optimizer& opt,
+                         optim::GradScaler& scaler, History& hist) {
   const std::string dir = io::complete_dir(dir_in, kStateFile);
   MOX_CHECK(!dir.empty(), dir_in, "no pre-training checkpoint here (" + std::string(kStateFile) + " missing)");
   const std::string jpath = dir + "/" + kStateFile;
@@ -486,6 +495,12 @@ Position load_checkpoint(const std::string& dir_in, nn::Module& model, optim::Op
     g.seed = gj.at("seed").get<uint64_t>();
     g.spare = optim::parse_scalar(gj.at("spare").get<std::string>(), jpath);
     g.has_spare = gj.at("has_spare").get<bool>();
+    if (j.contains("loss_scale")) {  // f16 runs: the loss scale continues where it was
+      optim::StateDict ss = scaler.state_dict();
+      ss.scalars["scale"] = optim::parse_scalar(j.at("loss_scale").get<std::string>(), jpath);
+      ss.scalars["growth_tracker"] = double(j.at("loss_scale_growth_tracker").get<int64_t>());
+      scaler.load_state_dict(ss);
+    }
   } catch (const nlohmann::json::exception& e) {
     throw Error(jpath, std::string("bad checkpoint state: ") + e.what());
   }
@@ -528,6 +543,7 @@ PretrainResult run_pretrain(const std::string& config_path, const PretrainOption
   if (options.threads > 0) ov.push_back("train.threads=" + std::to_string(options.threads));
   if (!ov.empty()) text = io::apply_overrides(text, cfg_file, ov);
   PretrainConfig cfg = parse_pretrain_config(text, cfg_file);
+  override_compute(cfg.train.compute, options.device, options.precision);
   const TrainConfig& tc = cfg.train;
   if (tc.threads > 0) set_num_threads(int(tc.threads));
 
@@ -549,26 +565,33 @@ PretrainResult run_pretrain(const std::string& config_path, const PretrainOption
 
   manual_seed(tc.seed);
   LanguageModel lm = make_model(cfg, train_tokens.vocab_size());
+  lm.compute = tc.compute;
   nn::Module* model = &lm.module();
+  model->to(tc.compute.device);  // before the optimiser: its state lives next to the weights
   const int64_t T = lm.T, B = tc.batch_size, params = lm.params;
   MOX_CHECK(train_tokens.size() > T + 1, train_tokens.path(),
             "the training split (" + std::to_string(train_tokens.size()) + " tokens) is shorter than one window of " +
                 std::to_string(T + 1));
 
+  // f16 scales the loss so that small gradients survive; bf16 and f32 need no scaling.
+  optim::GradScaler scaler(optim::GradScalerOptions{.enabled = tc.compute.precision == DType::F16});
   // AdamW; no weight decay on biases and norm weights (the 1-D parameters).
   optim::AdamW opt(optim::weight_decay_groups(model->parameters(), cfg.optim.weight_decay), optim::AdamWOptions(cfg.optim.lr).betas(cfg.optim.beta1, cfg.optim.beta2).eps(cfg.optim.eps));
 
   History hist;
   Position pos;
   if (options.resume) {
-    pos = load_checkpoint(ckpt, *model, opt, hist);
+    pos = load_checkpoint(ckpt, *model, opt, scaler, hist);
     if (log) *log << "resuming " << run_dir << " at step " << pos.step << "\n";
   }
   MOX_CHECK(pos.step <= tc.steps, run_dir,
             "the checkpoint is at step " + std::to_string(pos.step) + ", past train.steps = " + std::to_string(tc.steps));
   if (log)
     *log << (lm.gpt ? "GPT" : "BERT") << ": " << lm.describe().dump() << ", " << params << " parameters; batch " << B
-         << " x " << tc.grad_accum << ", " << tc.steps << " steps, " << get_num_threads() << " threads\n"
+         << " x " << tc.grad_accum << ", " << tc.steps << " steps, "
+         << (tc.compute.device.is_cpu() ? std::to_string(get_num_threads()) + " threads" : "on " + tc.compute.device.str())
+         << (tc.compute.mixed() ? std::string(", ") + dtype_name(tc.compute.precision) + " autocast" : std::string())
+         << "\n"
          << std::flush;
 
   const int64_t tokens_per_step = B * T * tc.grad_accum;
@@ -594,15 +617,25 @@ PretrainResult run_pretrain(const std::string& config_path, const PretrainOption
     // One generator per step: micro-batch m holds windows m*B .. (m+1)*B - 1 of the step's
     // draw, so batch B x accum A sees the windows batch B*A x 1 would.
     Generator gen(step_seed(tc.seed, pos.step));
+    Tensor loss_sum;  // on the device: read back once per step
     for (int64_t micro = 0; micro < tc.grad_accum; micro++) {
       Tensor loss = lm.loss(train_tokens, B, gen);
       if (tc.grad_accum > 1) loss = mul(loss, 1.0 / double(tc.grad_accum));
-      loss.backward();
-      step_loss += loss.item<double>();
+      scaler.scale(loss).backward();
+      Tensor l = loss.detach();
+      loss_sum = loss_sum.defined() ? add(loss_sum, l) : l;
     }
-    if (cfg.optim.clip > 0) optim::clip_grad_norm_(model->parameters(), cfg.optim.clip);
-    opt.step();
+    if (cfg.optim.clip > 0) {
+      scaler.unscale_(opt);
+      optim::clip_grad_norm_(model->parameters(), cfg.optim.clip);
+    }
+    const bool stepped = scaler.step(opt);
+    scaler.update();
     opt.zero_grad();
+    step_loss = loss_sum.item<double>();
+    if (!stepped && log && !interactive)
+      *log << "step " << pos.step + 1 << ": f16 gradients overflowed; step skipped, loss scale now "
+           << scaler.get_scale() << "\n";
     const double dt = now_seconds() - t0;
     MOX_CHECK(std::isfinite(step_loss), run_dir,
               "the loss became " + std::to_string(step_loss) + " at step " + std::to_string(pos.step + 1) +
@@ -636,7 +669,7 @@ PretrainResult run_pretrain(const std::string& config_path, const PretrainOption
       pos.interval_seconds = 0;
     }
     if (pos.step % save_every == 0 || pos.step == tc.steps || pos.step == stop_at)
-      save_checkpoint(ckpt, *model, opt, hist, pos);
+      save_checkpoint(ckpt, *model, opt, scaler, hist, pos);
     if (eval_now && pos.step < tc.steps) new_bar(pos.step);
   }
   if (pos.step < tc.steps) {

@@ -54,6 +54,7 @@ struct PretrainOptions {
   std::optional<uint64_t> seed;        // overrides train.seed
   std::optional<int64_t> stop_after;   // stop (checkpointed, resumable) after this many steps of this call
   int threads = 0;                     // overrides train.threads when > 0
+  std::string device, precision;       // override train.device / train.precision when set
   std::ostream* log = nullptr;         // progress; silent when null
   bool interactive = false;            // live progress line (a terminal)
 };

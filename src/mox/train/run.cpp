@@ -207,6 +207,9 @@ Experiment build_experiment(const io::Config& config, data::DataBundle bundle, c
     throw tr.error("loss", "\"" + loss + "\" is a classification loss but the data set is a regression set");
   }
 
+  e.compute = parse_compute(tr);
+  override_compute(e.compute, o.device, o.precision);
+  e.model->to(e.compute.device);  // before the optimiser, whose state lives beside the weights
   e.optimizer = make_optimizer(config.optimizer, e.model->parameters());
   e.trainer = std::make_shared<Trainer>(e.model, e.optimizer, spec);
 
@@ -219,6 +222,7 @@ Experiment build_experiment(const io::Config& config, data::DataBundle bundle, c
   f.seed = e.seed;
   f.steps_per_epoch = tr.get_int("steps_per_epoch", 0);
   f.clip_grad_norm = tr.get_float("clip_grad_norm", 0.0);
+  f.precision = e.compute.precision;
   f.eval_batch_size = tr.get_int("eval_batch_size", 1000);
   f.prefetch = tr.get_int("prefetch", -1);
   if (f.prefetch < -1) throw tr.error("prefetch", "must be >= 0 (or -1: automatic)");
@@ -319,6 +323,8 @@ TrainResult run_train(const TrainOptions& o) {
   eo.init_weights = o.init_weights;
   eo.run_dir = run_dir;
   eo.log = log;
+  eo.device = o.device;
+  eo.precision = o.precision;
   Experiment e = build_experiment(config, eo);
   e.fit.verbose = o.verbose;
   e.fit.out = o.out;
@@ -453,7 +459,7 @@ TrainResult run_train(const TrainOptions& o) {
 
 // ---------------------------------------------------------------- load / eval
 
-LoadedRun load_run(const std::string& run_dir, const std::string& precision) {
+LoadedRun load_run(const std::string& run_dir, const std::string& precision, const std::string& device) {
   MOX_CHECK(precision == "f32" || precision == "bf16", "precision",
             "expected f32 or bf16, got \"" + precision + "\"");
   const std::string cfg = (fs::path(run_dir) / "config.toml").string();
@@ -486,11 +492,16 @@ LoadedRun load_run(const std::string& run_dir, const std::string& precision) {
   if (precision == "bf16")
     for (auto& [name, m] : r.model->named_modules())
       if (m->type_name() == "Linear") m->to(DType::BF16);
+  if (!device.empty()) {
+    Compute c;
+    override_compute(c, device, "");
+    r.model->to(c.device);
+  }
   return r;
 }
 
 EvalOutput run_eval(const EvalOptions& o) {
-  LoadedRun run = load_run(o.run_dir, o.precision);
+  LoadedRun run = load_run(o.run_dir, o.precision, o.device);
   const std::string cfg = (fs::path(o.run_dir) / "config.toml").string();
   std::vector<std::string> sets;
   for (const auto& d : o.data_overrides) sets.push_back("data." + d);
@@ -559,6 +570,8 @@ CvResult run_cv(const CvOptions& o) {
     b.test = nullptr;
     ExperimentOptions eo;
     eo.seed = seed;
+    eo.device = o.device;
+    eo.precision = o.precision;
     Experiment e = build_experiment(config, b, eo);
     e.fit.verbose = o.verbose > 0 ? 2 : 0;
     e.fit.out = o.out;

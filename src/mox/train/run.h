@@ -31,6 +31,7 @@
 #include "mox/data/pipeline.h"
 #include "mox/io/config.h"
 #include "mox/nn/layers/sequential.h"
+#include "mox/train/compute.h"
 #include "mox/train/trainer.h"
 
 namespace mox::train {
@@ -47,6 +48,7 @@ struct Experiment {
   uint64_t seed = 0;
   std::string init;                     // "pytorch" or "keras"
   std::string loss_name;
+  Compute compute;                      // [train] device and precision (the model lives there)
 };
 
 struct ExperimentOptions {
@@ -55,6 +57,7 @@ struct ExperimentOptions {
   std::string init_weights;            // safetensors file with PyTorch state_dict names
   std::string run_dir;                 // where best.safetensors goes (model_checkpoint)
   std::ostream* log = nullptr;         // progress messages; silent when null
+  std::string device, precision;       // override [train] device / precision when set
 };
 
 // Builds data, model (seeded; Keras or PyTorch init; --init weights), optimiser, schedule
@@ -75,6 +78,7 @@ struct TrainOptions {
   bool overwrite = false;                // reuse an out_dir that already holds a run
   int verbose = 1;
   std::ostream* out = nullptr;           // std::cout when null
+  std::string device, precision;         // --device / --precision (override [train])
 };
 
 struct TrainResult {
@@ -94,6 +98,7 @@ struct EvalOptions {
   std::string split = "test";               // test | val | train
   int64_t batch_size = 1000;
   std::string precision = "f32";            // f32 | bf16
+  std::string device;                       // cpu (default) | cuda
 };
 struct EvalOutput {
   EvalResult result;
@@ -117,7 +122,9 @@ struct LoadedRun {
 // precision "bf16" holds the dense layers' weights in bfloat16 and runs their products in
 // bf16 with f32 accumulation (oneDNN on CPUs with AMX/AVX512-BF16); convolutions stay f32;
 // "f32" (the default) runs as trained.
-LoadedRun load_run(const std::string& run_dir, const std::string& precision = "f32");
+// device: where the model runs (empty: cpu); inputs are moved there, outputs come back.
+LoadedRun load_run(const std::string& run_dir, const std::string& precision = "f32",
+                   const std::string& device = "");
 
 // `mox cv`: k-fold cross-validation on the training part of the data.
 struct CvOptions {
@@ -127,6 +134,7 @@ struct CvOptions {
   std::optional<uint64_t> seed;
   int64_t steps = 0;
   std::string out_dir;  // cv.json goes here when set
+  std::string device, precision;  // --device / --precision (override [train])
   int verbose = 1;
   std::ostream* out = nullptr;
 };

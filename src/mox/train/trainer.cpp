@@ -16,6 +16,8 @@
 #include "mox/nn/serialize.h"
 #include "mox/ops/ops.h"
 #include "mox/optim/clip.h"
+#include "mox/optim/grad_scaler.h"
+#include "mox/train/compute.h"
 #include "mox/train/metrics.h"
 
 namespace mox::train {
@@ -121,13 +123,17 @@ Trainer::Trainer(std::shared_ptr<nn::Module> model, std::shared_ptr<optim::Optim
 Tensor Trainer::forward_logits(const Tensor& x_in) {
   // A model held in bf16/f16 (inference in reduced precision) takes its inputs in that
   // dtype; its logits come back as f32 for the loss, softmax and metrics.
+  // Inputs move to the model's device (batches are made on the host).
   DType model_dtype = DType::F32;
+  Device dev = kCPU;
   for (const auto& p : model_->parameters())
     if (is_floating(p.dtype())) {
       model_dtype = p.dtype();
+      dev = p.device();
       break;
     }
   Tensor x = is_floating(x_in.dtype()) && x_in.dtype() != model_dtype ? x_in.to(model_dtype) : x_in;
+  if (x.device() != dev) x = x.to(dev);
   Tensor out = split_head_ ? static_cast<nn::Sequential&>(*model_).forward_prefix(x, body_size_) : model_->forward(x);
   return out.dtype() == DType::BF16 || out.dtype() == DType::F16 ? out.to(DType::F32) : out;
 }
@@ -142,8 +148,9 @@ Tensor Trainer::outputs_from_logits(const Tensor& logits) const {
   return logits;
 }
 
-Tensor Trainer::loss(const Tensor& logits, const Tensor& target) const {
+Tensor Trainer::loss(const Tensor& logits, const Tensor& target_in) const {
   const std::string& n = loss_.name;
+  const Tensor target = target_in.device() == logits.device() ? target_in : target_in.to(logits.device());
   if (n == "cross_entropy") return cross_entropy(logits, target, loss_.label_smoothing);
   // The other losses compare element-wise: a target [N] against outputs [N, 1] (binary
   // labels, one regression output) is reshaped; integer labels become floats.
@@ -165,7 +172,7 @@ void Trainer::accumulate(Running& r, const Tensor& logits, const Tensor& target,
   const int64_t n = logits.size(0);
   r.loss_sum += double(l.item<float>()) * double(n);
   r.samples += n;
-  Tensor lg = logits.contiguous();
+  Tensor lg = logits.to(kCPU).contiguous();  // metrics are counted on the host
   if (lg.dtype() != DType::F32) lg = lg.to(DType::F32);
   const float* p = lg.data<float>();
   const int64_t w = lg.numel() / std::max<int64_t>(n, 1);
@@ -228,7 +235,8 @@ EvalResult Trainer::evaluate(const data::Dataset& data, int64_t batch_size) {
     logits.push_back(forward_logits(b.input));
     targets.push_back(b.target);
   }
-  Tensor lg = logits.size() == 1 ? logits[0] : cat(logits, 0);
+  // Outputs, loss and metrics on the host: callers read them.
+  Tensor lg = (logits.size() == 1 ? logits[0] : cat(logits, 0)).to(kCPU);
   EvalResult r;
   r.targets = targets.size() == 1 ? targets[0] : cat(targets, 0);
   r.outputs = outputs_from_logits(lg);
@@ -274,7 +282,7 @@ Tensor Trainer::predict(const Tensor& inputs, int64_t batch_size) {
   for (int64_t s = 0; s < inputs.size(0); s += batch_size)
     outs.push_back(outputs_from_logits(forward_logits(inputs.slice(0, s, std::min(s + batch_size, inputs.size(0))))));
   model_->train(was_training);
-  return outs.size() == 1 ? outs[0] : cat(outs, 0);
+  return (outs.size() == 1 ? outs[0] : cat(outs, 0)).to(kCPU);
 }
 
 History Trainer::fit(std::shared_ptr<const data::Dataset> train, const FitOptions& o) {
@@ -343,6 +351,11 @@ History Trainer::fit(std::shared_ptr<const data::Dataset> train, const FitOption
   for (const auto& c : cbs)
     MOX_CHECK(names.insert(c->name()).second, "fit", "two callbacks named \"" + c->name() + "\"");
   callbacks_ = &cbs;
+  // f16 scales the loss (its scale continues across a resume); bf16 and f32 do not.
+  MOX_CHECK(o.precision == DType::F32 || o.precision == DType::BF16 || o.precision == DType::F16, "fit",
+            std::string("precision must be f32, bf16 or f16, got ") + dtype_name(o.precision));
+  optim::GradScaler scaler(optim::GradScalerOptions{.enabled = o.precision == DType::F16});
+  if (o.precision == DType::F16 && !loss_scale_.scalars.empty()) scaler.load_state_dict(loss_scale_);
   struct Reset {
     const std::vector<CallbackPtr>** p;
     ~Reset() { *p = nullptr; }
@@ -363,12 +376,21 @@ History Trainer::fit(std::shared_ptr<const data::Dataset> train, const FitOption
     double t_start = now_seconds(), callback_time = 0, base = epoch_seconds_;
     for (auto it = loader.begin(); it != loader.end() && batch_ < steps; ++it) {
       const data::Batch& b = *it;
-      Tensor logits = forward_logits(b.input);
-      Tensor l = loss(logits, b.target);
+      Tensor logits, l;
+      {
+        StepAutocast ac(o.precision);  // bf16/f16: autocast over the forward pass and loss
+        logits = forward_logits(b.input);
+        l = loss(logits, b.target);
+      }
       optimizer_->zero_grad();
-      l.backward();
-      if (o.clip_grad_norm > 0) optim::clip_grad_norm_(optimizer_->params(), o.clip_grad_norm);
-      optimizer_->step();
+      scaler.scale(l).backward();
+      if (o.clip_grad_norm > 0) {
+        scaler.unscale_(*optimizer_);
+        optim::clip_grad_norm_(optimizer_->params(), o.clip_grad_norm);
+      }
+      scaler.step(*optimizer_);
+      scaler.update();
+      loss_scale_ = scaler.state_dict();
       accumulate(running_, logits.detach(), b.target, l);
       batch_++;
       global_step_++;
@@ -435,6 +457,10 @@ void Trainer::write_checkpoint_files(const std::string& tmp,
   j["stop"] = stop_;
   j["epoch_seconds"] = format_scalar(epoch_seconds_);
   j["epoch_lr"] = format_scalar(epoch_lr_);
+  if (!loss_scale_.scalars.empty())
+    j["loss_scale"] = {{"scale", format_scalar(loss_scale_.scalars.at("scale"))},
+                       {"growth_tracker", format_scalar(loss_scale_.scalars.at("growth_tracker"))},
+                       {"skipped_steps", format_scalar(loss_scale_.scalars.at("skipped_steps"))}};
   std::vector<std::string> spe;
   for (double s : seconds_per_epoch_) spe.push_back(format_scalar(s));
   j["seconds_per_epoch"] = spe;
@@ -486,6 +512,10 @@ void Trainer::load_checkpoint(const std::string& dir_in) {
     bool stop = field("stop").get<bool>();
     double eps = parse_scalar(field("epoch_seconds").get<std::string>(), jpath);
     double elr = parse_scalar(field("epoch_lr").get<std::string>(), jpath);
+    optim::StateDict scale_sd;
+    if (j.contains("loss_scale"))
+      for (const char* k : {"scale", "growth_tracker", "skipped_steps"})
+        scale_sd.scalars[k] = parse_scalar(j["loss_scale"].at(k).get<std::string>(), jpath);
     std::vector<double> spe;
     for (const auto& s : field("seconds_per_epoch")) spe.push_back(parse_scalar(s.get<std::string>(), jpath));
     const auto& rj = field("running");
@@ -514,6 +544,7 @@ void Trainer::load_checkpoint(const std::string& dir_in) {
 
     nn::load_state_dict(*model_, dir + "/model.safetensors");
     optimizer_->load_state_dict(opt_sd);
+    loss_scale_ = scale_sd;
     epoch_ = epoch;
     batch_ = batch;
     global_step_ = gstep;

@@ -101,6 +101,9 @@ struct FitOptions {
   // generator seeded by (seed, epoch, batch index).
   std::function<void(data::Batch&, Generator&)> augment;
   double clip_grad_norm = 0.0;   // > 0: clip the global gradient norm before each step
+  // F32, or BF16/F16: autocast over each step's forward pass and loss (f32 master weights;
+  // F16 also scales the loss). The device is the model's: move it first (model.to(device)).
+  DType precision = DType::F32;
   std::vector<CallbackPtr> callbacks;
   // 0: silent; 1: progress bar (live on a terminal, one line per epoch otherwise);
   // 2: one line per epoch.
@@ -188,6 +191,7 @@ class Trainer {
   std::vector<double> seconds_per_epoch_;
   int64_t epoch_ = 0, batch_ = 0, global_step_ = 0, samples_seen_ = 0;
   Running running_;  // of the current epoch
+  optim::StateDict loss_scale_;  // the f16 GradScaler's state (empty: none yet)
   double epoch_lr_ = 0;       // the learning rate when the current epoch began
   double epoch_seconds_ = 0;  // training time of the current (partial) epoch so far
   bool stop_ = false;

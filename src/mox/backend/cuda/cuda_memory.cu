@@ -234,6 +234,8 @@ bool draws_f32(DType t) { return t == DType::F32 || t == DType::BF16 || t == DTy
 
 void CudaBackend::copy(const Tensor& src, const Tensor& dst) {
   MOX_CHECK(src.shape() == dst.shape(), "copy", "shape mismatch " + src.desc() + " -> " + dst.desc());
+  MOX_CHECK(src.device() == dst.device(), "copy",
+            "tensors on different devices: " + src.device().str() + " -> " + dst.device().str());
   if (src.numel() == 0) return;
   const Tensor* ts[2] = {&src, &dst};
   TensorDesc d[2];

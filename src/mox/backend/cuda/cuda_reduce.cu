@@ -353,6 +353,10 @@ void CudaBackend::reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t
     fill(out, op == ReduceOp::Prod ? 1.0 : 0.0);
     return;
   }
+  if (R == 1) {  // only size-1 dims reduced: out is x (a mean divides by 1, exactly)
+    copy(x, out);
+    return;
+  }
 
   Tensor src = x;
   int64_t A = 1, B = 1;

@@ -32,7 +32,9 @@ void Embedding::reset_parameters(Generator* gen) {
 Tensor Embedding::forward(const Tensor& indices) {
   MOX_CHECK(is_integral(indices.dtype()), "Embedding",
             "indices must be an integer tensor, got " + indices.desc());
-  return embedding(weight, indices, padding_idx.value_or(-1));
+  // Token ids are made on the host; they follow the table to its device.
+  const Tensor idx = indices.device() == weight.device() ? indices : indices.to(weight.device());
+  return embedding(weight, idx, padding_idx.value_or(-1));
 }
 
 Shape Embedding::output_shape(const Shape& in) const {

@@ -145,7 +145,7 @@ std::vector<std::vector<int32_t>> generate(
   NoGradGuard no_grad;
   Generator gen(opt.sampling.seed);
   std::vector<float> logits(size_t(B * V));  // the last position's logits of every row
-  auto take_logits = [&](const Tensor& l, int64_t row) {  // l: [n, V], row n-1 -> row `row`
+  auto take_logits = [&](const Tensor& l, int64_t row) {  // l: [n, V] on the host, row n-1 -> row `row`
     Tensor f = l.dtype() == DType::F32 ? l.contiguous() : l.to(DType::F32).contiguous();
     const float* src = f.data<float>() + (f.size(0) - 1) * V;
     std::copy(src, src + V, logits.begin() + row * V);
@@ -174,7 +174,7 @@ std::vector<std::vector<int32_t>> generate(
       cache.length = 0;
       const bool padded = std::any_of(pad.begin(), pad.end(), [](int64_t p) { return p > 0; });
       cache.pad = padded ? from_vector(pad, {B}) : Tensor();
-      Tensor l = model.forward_cached(from_vector(ids, {B, W}), cache, /*last_only=*/true);
+      Tensor l = model.forward_cached(from_vector(ids, {B, W}), cache, /*last_only=*/true).to(kCPU);
       for (int64_t b = 0; b < B; b++) take_logits(l.narrow(0, b, 1), b);
     }
   };
@@ -184,7 +184,7 @@ std::vector<std::vector<int32_t>> generate(
     if (opt.use_cache) {
       int64_t* p = step_ids.data<int64_t>();
       for (int64_t b = 0; b < B; b++) p[b] = rows[size_t(b)].ctx.back();
-      Tensor l = model.forward_cached(step_ids, cache, /*last_only=*/true);
+      Tensor l = model.forward_cached(step_ids, cache, /*last_only=*/true).to(kCPU);
       for (int64_t b = 0; b < B; b++) take_logits(l.narrow(0, b, 1), b);
     }
   };
@@ -194,7 +194,7 @@ std::vector<std::vector<int32_t>> generate(
       const Row& r = rows[size_t(b)];
       if (r.done) continue;
       std::vector<int64_t> ids(r.ctx.begin() + std::ptrdiff_t(r.start), r.ctx.end());
-      Tensor l = model.forward(from_vector(ids, {1, int64_t(ids.size())}));  // [1, T, V]
+      Tensor l = model.forward(from_vector(ids, {1, int64_t(ids.size())})).to(kCPU);  // [1, T, V]
       take_logits(l.select(0, 0), b);
     }
   };

@@ -236,7 +236,7 @@ Tensor GPT::forward_cached(const Tensor& idx, KVCache& cache, bool last_only) {
       std::vector<uint8_t> m(size_t(B * S), 0);
       for (int64_t b = 0; b < B; b++)
         std::fill_n(m.begin() + b * S, p[size_t(b)], uint8_t(1));
-      cache.key_mask = from_vector(m, {B, S});
+      cache.key_mask = from_vector(m, {B, S}).to(wte->weight.device());
       cache.key_mask_pad = pad;
     }
     // Row b's slot s holds position s - pad[b]; padded slots (masked) take position 0.
