@@ -78,3 +78,31 @@ TEST(Linalg, LinearMatchesMatmul) {
   EXPECT_THROW(linear(x, randn({4, 5}, &g)), Error);
   EXPECT_THROW(linear(x, w, randn({5}, &g)), Error);
 }
+
+namespace mox {
+namespace {
+
+// linear_gelu is gelu_tanh(linear(...)) through one GEMM with an epilogue: the same values and
+// gradients as the two ops, and central finite differences in f64.
+TEST(LinearGelu, EqualsLinearThenGeluTanhAndItsGradients) {
+  Generator g(3);
+  for (bool with_bias : {true, false}) {
+    Tensor x = randn({2, 3, 5}, &g).requires_grad_(), w = randn({6, 5}, &g).requires_grad_();
+    Tensor b = with_bias ? randn({6}, &g).requires_grad_() : Tensor();
+    Tensor y = linear_gelu(x, w, b);
+    Tensor r = gelu(linear(x, w, b), true);
+    EXPECT_EQ(y.shape(), r.shape());
+    EXPECT_EQ(y.to_vector<float>(), r.to_vector<float>());
+    Tensor gy = randn(y.shape(), &g);
+    auto grads = grad({sum(mul(y, gy))}, b.defined() ? std::vector<Tensor>{x, w, b} : std::vector<Tensor>{x, w});
+    auto refs = grad({sum(mul(r, gy))}, b.defined() ? std::vector<Tensor>{x, w, b} : std::vector<Tensor>{x, w});
+    for (size_t i = 0; i < grads.size(); ++i) EXPECT_EQ(grads[i].to_vector<float>(), refs[i].to_vector<float>());
+  }
+  Tensor x = randn({4, 3}, &g, DType::F64).requires_grad_(), w = randn({5, 3}, &g, DType::F64).requires_grad_();
+  Tensor b = randn({5}, &g, DType::F64).requires_grad_();
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& in) { return linear_gelu(in[0], in[1], in[2]); },
+                                 {x, w, b}));
+}
+
+}  // namespace
+}  // namespace mox

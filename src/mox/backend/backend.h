@@ -69,6 +69,15 @@ struct AdagradParams {
   int64_t step;
 };
 
+// What a GEMM applies to its result before writing it (Backend::gemm_epilogue): a bias [N]
+// added to every row, then GELU (tanh approximation) when `gelu`, in which case `pre`
+// (shaped like out, contiguous) receives the biased product for the backward.
+struct GemmEpilogue {
+  Tensor bias;
+  bool gelu = false;
+  Tensor pre;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -115,6 +124,13 @@ class Backend {
   // Each matrix must have a unit stride in one of its two dims.
   virtual void gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool ta, bool tb,
                     double alpha, double beta) = 0;
+
+  // out = epilogue(op(a) @ op(b)) with the operands as in gemm (alpha 1, beta 0). GPUs apply
+  // it in the GEMM's own epilogue (cuBLASLt), so the product is written once; the default
+  // writes the bias into the output, accumulates the product onto it and applies GELU after
+  // (exactly what linear followed by gelu_tanh computes).
+  virtual void gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& out, bool ta, bool tb,
+                             const GemmEpilogue& e);
 
   // ---- convolution and pooling (NCHW, contiguous inputs) ----
   // x [N,C,H,W], w [O,C/groups,kh,kw], bias [O] or undefined, out [N,O,Ho,Wo]

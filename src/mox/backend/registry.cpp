@@ -74,6 +74,22 @@ bool device_available(Device d) {
 
 bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
 
+void Backend::gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& out, bool ta, bool tb,
+                            const GemmEpilogue& e) {
+  const Tensor& dst = e.gelu ? e.pre : out;
+  MOX_CHECK(dst.defined() && dst.shape() == out.shape(), "gemm_epilogue",
+            "the pre-activation buffer must be shaped like the output " + out.desc());
+  double beta = 0.0;
+  if (e.bias.defined()) {  // the bias broadcast into the output, the product accumulated onto it
+    const int64_t n = out.size(-1);
+    MOX_CHECK(e.bias.numel() == n, "gemm_epilogue", "bias " + e.bias.desc() + " does not match " + out.desc());
+    copy(e.bias.reshape({1, 1, n}).expand(dst.shape()), dst);
+    beta = 1.0;
+  }
+  gemm(a, b, dst, ta, tb, 1.0, beta);
+  if (e.gelu) unary(UnaryOp::GeluTanh, e.pre, out, {});
+}
+
 static int g_threads = 0;
 
 void set_num_threads(int n) {

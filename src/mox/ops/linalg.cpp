@@ -1,6 +1,7 @@
 // matmul (torch.matmul semantics), bmm and linear, all on the backend's GEMM.
 #include "mox/autograd/node.h"
 #include "mox/ops/autocast.h"
+#include "mox/ops/half.h"
 #include "mox/ops/ops.h"
 
 namespace mox {
@@ -104,49 +105,61 @@ Tensor bmm(const Tensor& a, const Tensor& b) {
   return matmul(a, b);
 }
 
-Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
+namespace {
+
+// linear, and with gelu = true GELU-tanh(linear) through one GEMM whose epilogue adds the
+// bias and applies the activation (Backend::gemm_epilogue); both record one node.
+Tensor linear_impl(const Tensor& x, const Tensor& w, const Tensor& b, bool gelu) {
+  const char* op = gelu ? "linear_gelu" : "linear";
   if (autocast_enabled()) {
     Tensor hx = detail::autocast_half(x), hw = detail::autocast_half(w), hb = detail::autocast_half(b);
-    if (!hx.same(x) || !hw.same(w) || (b.defined() && !hb.same(b))) return linear(hx, hw, hb);
+    if (!hx.same(x) || !hw.same(w) || (b.defined() && !hb.same(b))) return linear_impl(hx, hw, hb, gelu);
   }
-  MOX_CHECK(x.defined() && w.defined(), "linear", "input is undefined");
-  MOX_CHECK(w.dim() == 2, "linear", "weight must be [out, in], got " + w.desc());
-  MOX_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), "linear",
+  MOX_CHECK(x.defined() && w.defined(), op, "input is undefined");
+  MOX_CHECK(w.dim() == 2, op, "weight must be [out, in], got " + w.desc());
+  MOX_CHECK(x.dim() >= 1 && x.size(-1) == w.size(1), op,
             "input " + x.desc() + " does not match weight " + w.desc() + " (in_features " +
                 std::to_string(w.size(1)) + ")");
-  MOX_CHECK(x.dtype() == w.dtype(), "linear", "dtype mismatch " + x.desc() + " vs " + w.desc());
+  MOX_CHECK(x.dtype() == w.dtype(), op, "dtype mismatch " + x.desc() + " vs " + w.desc());
   if (b.defined())
-    MOX_CHECK(b.dim() == 1 && b.size(0) == w.size(0), "linear",
+    MOX_CHECK(b.dim() == 1 && b.size(0) == w.size(0), op,
               "bias " + b.desc() + " does not match weight " + w.desc());
+  // Half data on a device whose elementwise kernels convert: the two ops, with their f32
+  // round trips (same values).
+  if (gelu && detail::via_f32(x)) return mox::gelu(linear_impl(x, w, b, false), true);
   if (x.dtype() == DType::F16 && !backend_for(x).native_half()) {
     AutocastGuard off(DType::F16, false);
-    return linear(x.to(DType::F32), w.to(DType::F32), b.defined() ? b.to(DType::F32) : b).to(x.dtype());
+    return linear_impl(x.to(DType::F32), w.to(DType::F32), b.defined() ? b.to(DType::F32) : b, gelu).to(x.dtype());
   }
   const int64_t in = w.size(1), outf = w.size(0);
   Shape out_shape = x.shape();
   out_shape.back() = outf;
   Tensor x2 = x.detach().reshape({-1, in});
   const int64_t N = x2.size(0);
-  Tensor out = empty({1, N, outf}, TensorOptions(x.dtype(), x.device()));
-  Backend& be = backend_for(x);
-  double beta = 0.0;
-  if (b.defined()) {  // bias broadcast into the output, then GEMM accumulates onto it
-    be.copy(b.detach().reshape({1, 1, outf}).expand({1, N, outf}), out);
-    beta = 1.0;
-  }
-  be.gemm(x2.unsqueeze(0), w.detach().t().unsqueeze(0), out, false, false, 1.0, beta);
+  const TensorOptions o(x.dtype(), x.device());
+  Tensor out = empty({1, N, outf}, o);
+  GemmEpilogue ep;
+  if (b.defined()) ep.bias = b.detach();
+  ep.gelu = gelu;
+  if (gelu) ep.pre = empty({1, N, outf}, o);
+  backend_for(x).gemm_epilogue(x2.unsqueeze(0), w.detach().t().unsqueeze(0), out, false, false, ep);
   out = out.view(out_shape);
   if (any_requires_grad({&x, &w, &b})) {
-    Tensor xd = x2, wd = w.detach();
+    Tensor xd = x2, wd = w.detach(), pre = gelu ? ep.pre.view({N, outf}) : Tensor();
     bool nx = x.requires_grad(), nw = w.requires_grad(), nb = b.defined() && b.requires_grad();
     Shape xs = x.shape();
     std::vector<Tensor> inputs{x, w};
     if (b.defined()) inputs.push_back(b);
     bool has_b = b.defined();
-    record(out, "linear", inputs, [xd, wd, nx, nw, nb, has_b, xs, in, outf](const Tensor& g) -> std::vector<Tensor> {
+    record(out, op, inputs, [xd, wd, pre, nx, nw, nb, has_b, xs, in, outf](const Tensor& g) -> std::vector<Tensor> {
       Tensor g2 = g.reshape({-1, outf});
       Tensor gx, gw, gb;
       Backend& be = backend_for(g);
+      if (pre.defined()) {  // through the GELU first: d/dpre = gelu'(pre) * g
+        Tensor gp = empty(pre.shape(), TensorOptions(g.dtype(), g.device()));
+        be.unary_backward(UnaryOp::GeluTanh, pre, Tensor(), g2, gp, {});
+        g2 = gp;
+      }
       if (nx) {  // gx [N,in] = g [N,out] @ w [out,in]
         gx = empty({1, g2.size(0), in}, TensorOptions(g.dtype(), g.device()));
         be.gemm(g2.unsqueeze(0), wd.unsqueeze(0), gx, false, false, 1.0, 0.0);
@@ -165,5 +178,11 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) {
   }
   return out;
 }
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) { return linear_impl(x, w, b, false); }
+
+Tensor linear_gelu(const Tensor& x, const Tensor& w, const Tensor& b) { return linear_impl(x, w, b, true); }
 
 }  // namespace mox

@@ -109,6 +109,9 @@ Tensor matmul(const Tensor& a, const Tensor& b);
 Tensor bmm(const Tensor& a, const Tensor& b);
 // x [..., in] @ w[out, in]^T + b[out]
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// gelu(linear(x, w, b), tanh_approximation = true) as one GEMM whose epilogue adds the bias
+// and applies the GELU (cuBLASLt on a GPU); the same values and gradients as the two ops.
+Tensor linear_gelu(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 
 // ---------- shape ----------
 Tensor reshape(const Tensor& x, const Shape& shape);

@@ -49,6 +49,8 @@ class CudaBackend final : public Backend {
 
   void gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool ta, bool tb, double alpha,
             double beta) override;
+  void gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& out, bool ta, bool tb,
+                     const GemmEpilogue& e) override;
 
   void conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, const Tensor& out,
               const Conv2dParams& p) override;

@@ -68,12 +68,13 @@ Operand as_transposed(int64_t R, int64_t C, int64_t sR, int64_t sC, int64_t sB, 
 }
 
 struct Key {
+  int epi;  // 0 none, 1 bias, 2 bias + GELU with the pre-activation as aux output
   int ta, tb, dta, dtc, tf32;
   int64_t m, n, k, lda, ldb, ldc, batch, sa, sb, sc;
   int align;
   bool operator<(const Key& o) const {
-    return std::tie(ta, tb, dta, dtc, tf32, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, align) <
-           std::tie(o.ta, o.tb, o.dta, o.dtc, o.tf32, o.m, o.n, o.k, o.lda, o.ldb, o.ldc, o.batch,
+    return std::tie(epi, ta, tb, dta, dtc, tf32, m, n, k, lda, ldb, ldc, batch, sa, sb, sc, align) <
+           std::tie(o.epi, o.ta, o.tb, o.dta, o.dtc, o.tf32, o.m, o.n, o.k, o.lda, o.ldb, o.ldc, o.batch,
                     o.sa, o.sb, o.sc, o.align);
   }
 };
@@ -112,10 +113,39 @@ bool tf32_allowed() {
   return on;
 }
 
+// One cuBLASLt product; `ep` (bias / bias + GELU) only where supports_epilogue() said yes.
+void lt_gemm(CudaBackend& be, const Tensor& a, const Tensor& b, const Tensor& out, bool ta, bool tb,
+             double alpha, double beta, const GemmEpilogue* ep);
+
 }  // namespace
 
 void CudaBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool ta, bool tb,
                        double alpha, double beta) {
+  lt_gemm(*this, a, b, out, ta, tb, alpha, beta, nullptr);
+}
+
+void CudaBackend::gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& out, bool ta, bool tb,
+                                const GemmEpilogue& e) {
+  // cuBLASLt's epilogues: one batch, bias in the output's dtype, f32 accumulation (not f64),
+  // and for GELU an aux (pre-activation) buffer whose leading dim is a multiple of 8.
+  const DType dt = out.dtype();
+  bool ok = dt != DType::F64 && out.dim() == 3 && out.size(0) == 1 && out.is_contiguous() &&
+            (!e.bias.defined() || (e.bias.dtype() == dt && e.bias.is_contiguous() && e.bias.numel() == out.size(2)));
+  if (e.gelu)
+    ok = ok && e.pre.defined() && e.pre.dtype() == dt && e.pre.is_contiguous() &&
+         e.pre.shape() == out.shape() && out.size(2) % 8 == 0 &&
+         reinterpret_cast<uintptr_t>(e.pre.raw_data()) % 16 == 0;
+  if (!ok || (!e.bias.defined() && !e.gelu)) {
+    if (!e.bias.defined() && !e.gelu) return gemm(a, b, out, ta, tb, 1.0, 0.0);
+    return Backend::gemm_epilogue(a, b, out, ta, tb, e);
+  }
+  lt_gemm(*this, a, b, out, ta, tb, 1.0, 0.0, &e);
+}
+
+namespace {
+
+void lt_gemm(CudaBackend& be, const Tensor& a, const Tensor& b, const Tensor& out, bool ta, bool tb,
+             double alpha, double beta, const GemmEpilogue* ep) {
   MOX_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3, "gemm",
             "expects 3-D operands, got " + a.desc() + ", " + b.desc() + ", " + out.desc());
   MOX_CHECK(out.is_contiguous(), "gemm", "output must be contiguous, got " + out.desc());
@@ -130,9 +160,10 @@ void CudaBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool
                 (tb ? b.size(1) : b.size(2)) == N,
             "gemm", "shapes do not match: " + a.desc() + ", " + b.desc() + " -> " + out.desc());
   if (B == 0 || M == 0 || N == 0) return;
-  if (K == 0) {  // empty sum: out = beta * out
-    if (beta == 0) fill(out, 0.0);
-    else if (beta != 1) unary(UnaryOp::MulScalar, out, out, {beta, 0});
+  if (K == 0) {  // empty sum: out = beta * out, then the epilogue
+    if (ep) return be.Backend::gemm_epilogue(a, b, out, ta, tb, *ep);
+    if (beta == 0) be.fill(out, 0.0);
+    else if (beta != 1) be.unary(UnaryOp::MulScalar, out, out, {beta, 0});
     return;
   }
   MOX_CHECK(a.size(0) == B || a.size(0) == 1, "gemm", "batch of " + a.desc() + " vs " + out.desc());
@@ -148,7 +179,8 @@ void CudaBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool
 
   const bool tf32 = din == DType::F32 && tf32_allowed();
   int align = std::min({alignment(a.raw_data()), alignment(b.raw_data()), alignment(out.raw_data())});
-  Key key{int(X.op), int(Y.op), int(din), int(dout), int(tf32), N, M, K, X.ld, Y.ld, N, B,
+  const int epi = !ep ? 0 : ep->gelu ? 2 : 1;
+  Key key{epi, int(X.op), int(Y.op), int(din), int(dout), int(tf32), N, M, K, X.ld, Y.ld, N, B,
           X.batch_stride, Y.batch_stride, M * N, align};
 
   static std::mutex mu;
@@ -168,6 +200,17 @@ void CudaBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool
     p.a = layout(cuda_type(din), X.rows, X.cols, X.ld, B, X.batch_stride);
     p.b = layout(cuda_type(din), Y.rows, Y.cols, Y.ld, B, Y.batch_stride);
     p.c = layout(cuda_type(dout), N, M, N, B, M * N);
+    if (epi) {
+      // out^T is [N, M] column-major: the bias runs along its rows (the output features).
+      cublasLtEpilogue_t e = epi == 2 ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_BIAS;
+      MOX_LT(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
+      int32_t bt = int32_t(cuda_type(dout));
+      MOX_LT(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+      if (epi == 2) {
+        int64_t ld = N;
+        MOX_LT(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &ld, sizeof ld));
+      }
+    }
 
     cublasLtMatmulPreference_t pref;
     MOX_LT(cublasLtMatmulPreferenceCreate(&pref));
@@ -188,16 +231,26 @@ void CudaBackend::gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool
     it = plans.emplace(key, p).first;
   }
   const Plan& p = it->second;
+  if (ep) {  // the pointers change from call to call; the descriptor is ours under the lock
+    const void* bias = ep->bias.defined() ? ep->bias.raw_data() : nullptr;
+    MOX_LT(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+    if (ep->gelu) {
+      void* aux = ep->pre.raw_data();
+      MOX_LT(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
+    }
+  }
   void* ws = cuda::workspace(kWorkspace);
   if (din == DType::F64) {
-    double al = alpha, be = beta;
-    MOX_LT(cublasLtMatmul(lt_handle(), p.op, &al, b.raw_data(), p.a, a.raw_data(), p.b, &be,
+    double al = alpha, bt = beta;
+    MOX_LT(cublasLtMatmul(lt_handle(), p.op, &al, b.raw_data(), p.a, a.raw_data(), p.b, &bt,
                           out.raw_data(), p.c, out.raw_data(), p.c, &p.algo, ws, kWorkspace, cuda::stream()));
   } else {
-    float al = float(alpha), be = float(beta);
-    MOX_LT(cublasLtMatmul(lt_handle(), p.op, &al, b.raw_data(), p.a, a.raw_data(), p.b, &be,
+    float al = float(alpha), bt = float(beta);
+    MOX_LT(cublasLtMatmul(lt_handle(), p.op, &al, b.raw_data(), p.a, a.raw_data(), p.b, &bt,
                           out.raw_data(), p.c, out.raw_data(), p.c, &p.algo, ws, kWorkspace, cuda::stream()));
   }
 }
+
+}  // namespace
 
 }  // namespace mox
