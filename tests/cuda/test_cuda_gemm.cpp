@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 
 #include "cuda/cuda_test_util.h"
+#include "mox/ops/autocast.h"
+
+#include <optional>
 
 namespace mox {
 namespace {
@@ -101,6 +104,41 @@ TEST(CudaGemm, LinearGeluThroughTheOps) {
   EXPECT_PARITY(xg.grad(), xc.grad(), DType::F32);
   EXPECT_PARITY(wg.grad(), wc.grad(), DType::F32);
   EXPECT_PARITY(bg.grad(), bc.grad(), DType::F32);
+}
+
+}  // namespace
+}  // namespace mox
+
+namespace mox {
+namespace {
+
+TEST(CudaGemm, LinearResidualF32AndAutocast) {
+  MOX_REQUIRE_CUDA();
+  Generator g(6);
+  Tensor x = randn({4, 8, 64}, &g), w = randn({96, 64}, &g), b = randn({96}, &g), r = randn({4, 8, 96}, &g);
+  for (bool mixed : {false, true}) {
+    Tensor xc = x.clone().requires_grad_(), wc = w.clone().requires_grad_(), bc = b.clone().requires_grad_(),
+           rc = r.clone().requires_grad_();
+    Tensor xg = x.to(kCUDA).requires_grad_(), wg = w.to(kCUDA).requires_grad_(), bg = b.to(kCUDA).requires_grad_(),
+           rg = r.to(kCUDA).requires_grad_();
+    Tensor yc, yg;
+    {
+      std::optional<AutocastGuard> ac;
+      if (mixed) ac.emplace(DType::BF16);
+      yc = linear_residual(xc, wc, bc, rc);  // CPU: the two ops
+      yg = linear_residual(xg, wg, bg, rg);  // GPU: one GEMM, bf16 operands, f32 output
+    }
+    EXPECT_EQ(yg.dtype(), DType::F32);
+    const DType tol = mixed ? DType::BF16 : DType::F32;
+    EXPECT_PARITY(yg, yc, tol);
+    Tensor gy = randn(yc.shape(), &g);
+    sum(mul(yc, gy)).backward();
+    sum(mul(yg, gy.to(kCUDA))).backward();
+    EXPECT_PARITY(xg.grad(), xc.grad(), tol);
+    EXPECT_PARITY(wg.grad(), wc.grad(), tol);
+    EXPECT_PARITY(bg.grad(), bc.grad(), tol);
+    EXPECT_PARITY(rg.grad(), rc.grad(), DType::F32);
+  }
 }
 
 }  // namespace

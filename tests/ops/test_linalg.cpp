@@ -106,3 +106,32 @@ TEST(LinearGelu, EqualsLinearThenGeluTanhAndItsGradients) {
 
 }  // namespace
 }  // namespace mox
+
+namespace mox {
+namespace {
+
+// linear_residual is residual + linear(x, w, b) through one GEMM epilogue: the same values
+// (the same order of additions) and gradients, checked against finite differences in f64.
+TEST(LinearResidual, EqualsAddOfLinearAndItsGradients) {
+  Generator g(5);
+  for (bool with_bias : {true, false}) {
+    Tensor x = randn({2, 3, 5}, &g).requires_grad_(), w = randn({6, 5}, &g).requires_grad_();
+    Tensor b = with_bias ? randn({6}, &g).requires_grad_() : Tensor();
+    Tensor r = randn({2, 3, 6}, &g).requires_grad_();
+    Tensor y = linear_residual(x, w, b, r), ref = add(r, linear(x, w, b));
+    EXPECT_EQ(y.to_vector<float>(), ref.to_vector<float>());
+    Tensor gy = randn(y.shape(), &g);
+    std::vector<Tensor> in = b.defined() ? std::vector<Tensor>{x, w, b, r} : std::vector<Tensor>{x, w, r};
+    auto gs = grad({sum(mul(y, gy))}, in), rs = grad({sum(mul(ref, gy))}, in);
+    for (size_t i = 0; i < gs.size(); ++i) EXPECT_EQ(gs[i].to_vector<float>(), rs[i].to_vector<float>()) << i;
+  }
+  Tensor x = randn({4, 3}, &g, DType::F64).requires_grad_(), w = randn({5, 3}, &g, DType::F64).requires_grad_();
+  Tensor b = randn({5}, &g, DType::F64).requires_grad_(), r = randn({4, 5}, &g, DType::F64).requires_grad_();
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& in) { return linear_residual(in[0], in[1], in[2], in[3]); },
+                        {x, w, b, r}));
+  // shapes that do not fit are the two ops (and their errors)
+  EXPECT_THROW(linear_residual(randn({4, 3}), randn({5, 3}), Tensor(), randn({4, 6})), Error);
+}
+
+}  // namespace
+}  // namespace mox

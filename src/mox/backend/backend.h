@@ -71,11 +71,14 @@ struct AdagradParams {
 
 // What a GEMM applies to its result before writing it (Backend::gemm_epilogue): a bias [N]
 // added to every row, then GELU (tanh approximation) when `gelu`, in which case `pre`
-// (shaped like out, contiguous) receives the biased product for the backward.
+// (shaped like out, contiguous) receives the biased product for the backward; or (without
+// gelu) a residual shaped like out added last: out = residual + (product + bias). The
+// output may then be f32 while the operands are bf16/f16 (a Transformer's residual stream).
 struct GemmEpilogue {
   Tensor bias;
   bool gelu = false;
   Tensor pre;
+  Tensor residual;
 };
 
 class Backend {

@@ -76,7 +76,10 @@ bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
 
 void Backend::gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& out, bool ta, bool tb,
                             const GemmEpilogue& e) {
-  const Tensor& dst = e.gelu ? e.pre : out;
+  MOX_CHECK(!(e.gelu && e.residual.defined()), "gemm_epilogue", "GELU and a residual cannot be combined");
+  // With a residual the product goes to a scratch buffer first: residual + (product + bias),
+  // the order (and rounding) of linear followed by add.
+  const Tensor dst = e.gelu ? e.pre : e.residual.defined() ? empty(out.shape(), TensorOptions(out.dtype(), out.device())) : out;
   MOX_CHECK(dst.defined() && dst.shape() == out.shape(), "gemm_epilogue",
             "the pre-activation buffer must be shaped like the output " + out.desc());
   double beta = 0.0;
@@ -88,6 +91,11 @@ void Backend::gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& out,
   }
   gemm(a, b, dst, ta, tb, 1.0, beta);
   if (e.gelu) unary(UnaryOp::GeluTanh, e.pre, out, {});
+  if (e.residual.defined()) {
+    MOX_CHECK(e.residual.shape() == out.shape() && e.residual.dtype() == out.dtype(), "gemm_epilogue",
+              "residual " + e.residual.desc() + " must match the output " + out.desc());
+    binary(BinaryOp::Add, e.residual, dst, out);
+  }
 }
 
 static int g_threads = 0;

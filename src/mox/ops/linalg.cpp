@@ -185,4 +185,56 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b) { return linear
 
 Tensor linear_gelu(const Tensor& x, const Tensor& w, const Tensor& b) { return linear_impl(x, w, b, true); }
 
+Tensor linear_residual(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual) {
+  const char* op = "linear_residual";
+  MOX_CHECK(x.defined() && w.defined() && residual.defined(), op, "input is undefined");
+  // Under autocast the product's operands are rounded; the bias and the residual keep their
+  // (f32) dtype, which the output takes: autocast's linear followed by a promoting add.
+  const Tensor hx = detail::autocast_half(x), hw = detail::autocast_half(w);
+  Shape out_shape = x.shape();
+  out_shape.back() = w.dim() == 2 ? w.size(0) : 0;
+  const DType rd = residual.dtype();
+  const bool fuse = w.dim() == 2 && hx.dtype() == hw.dtype() && x.size(-1) == w.size(1) &&
+                    residual.shape() == out_shape && is_floating(rd) && residual.device() == x.device() &&
+                    (hx.dtype() == rd || (detail::is_half(hx.dtype()) && rd == DType::F32)) &&
+                    (!b.defined() || (b.dtype() == rd && b.dim() == 1 && b.size(0) == w.size(0))) &&
+                    (!detail::is_half(hx.dtype()) || backend_for(x).native_half());
+  if (!fuse) return add(residual, linear(x, w, b));
+  const int64_t in = w.size(1), outf = w.size(0);
+  Tensor x2 = hx.detach().reshape({-1, in});
+  const int64_t N = x2.size(0);
+  Tensor out = empty({1, N, outf}, TensorOptions(rd, x.device()));
+  GemmEpilogue ep;
+  if (b.defined()) ep.bias = b.detach();
+  ep.residual = residual.detach().contiguous().view({1, N, outf});
+  backend_for(x).gemm_epilogue(x2.unsqueeze(0), hw.detach().t().unsqueeze(0), out, false, false, ep);
+  out = out.view(out_shape);
+  if (any_requires_grad({&hx, &hw, &b, &residual})) {
+    Tensor xd = x2, wd = hw.detach();
+    bool nx = hx.requires_grad(), nw = hw.requires_grad(), nb = b.defined() && b.requires_grad(),
+         nr = residual.requires_grad();
+    Shape xs = hx.shape();
+    std::vector<Tensor> inputs{hx, hw, b.defined() ? b : Tensor(), residual};
+    record(out, op, inputs, [xd, wd, nx, nw, nb, nr, xs, in, outf](const Tensor& g) -> std::vector<Tensor> {
+      Tensor g2 = g.reshape({-1, outf});
+      Tensor gh = g2.dtype() == wd.dtype() ? g2 : g2.to(wd.dtype());  // the product's gradient in its dtype
+      Tensor gx, gw, gb;
+      Backend& be = backend_for(g);
+      if (nx) {
+        gx = empty({1, gh.size(0), in}, TensorOptions(wd.dtype(), g.device()));
+        be.gemm(gh.unsqueeze(0), wd.unsqueeze(0), gx, false, false, 1.0, 0.0);
+        gx = gx.view(xs);
+      }
+      if (nw) {
+        gw = empty({1, outf, in}, TensorOptions(wd.dtype(), g.device()));
+        be.gemm(gh.t().unsqueeze(0), xd.unsqueeze(0), gw, false, false, 1.0, 0.0);
+        gw = gw.view({outf, in});
+      }
+      if (nb) gb = sum(g2, {0});
+      return {gx, gw, gb, nr ? g : Tensor()};
+    });
+  }
+  return out;
+}
+
 }  // namespace mox

@@ -112,6 +112,10 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
 // gelu(linear(x, w, b), tanh_approximation = true) as one GEMM whose epilogue adds the bias
 // and applies the GELU (cuBLASLt on a GPU); the same values and gradients as the two ops.
 Tensor linear_gelu(const Tensor& x, const Tensor& w, const Tensor& b = Tensor());
+// residual + linear(x, w, b) as one GEMM that adds the bias and the residual in its
+// epilogue (a Transformer's projection back into the residual stream). Under autocast the
+// product runs in the half type and the result keeps the residual's dtype (f32).
+Tensor linear_residual(const Tensor& x, const Tensor& w, const Tensor& b, const Tensor& residual);
 
 // ---------- shape ----------
 Tensor reshape(const Tensor& x, const Shape& shape);

@@ -131,15 +131,16 @@ void CudaBackend::gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& 
   const DType dt = out.dtype();
   bool ok = dt != DType::F64 && out.dim() == 3 && out.size(0) == 1 && out.is_contiguous() &&
             (!e.bias.defined() || (e.bias.dtype() == dt && e.bias.is_contiguous() && e.bias.numel() == out.size(2)));
+  if (e.residual.defined())
+    ok = ok && !e.gelu && e.residual.dtype() == dt && e.residual.is_contiguous() && e.residual.shape() == out.shape();
   if (e.gelu)
     ok = ok && e.pre.defined() && e.pre.dtype() == dt && e.pre.is_contiguous() &&
          e.pre.shape() == out.shape() && out.size(2) % 8 == 0 &&
          reinterpret_cast<uintptr_t>(e.pre.raw_data()) % 16 == 0;
-  if (!ok || (!e.bias.defined() && !e.gelu)) {
-    if (!e.bias.defined() && !e.gelu) return gemm(a, b, out, ta, tb, 1.0, 0.0);
-    return Backend::gemm_epilogue(a, b, out, ta, tb, e);
-  }
-  lt_gemm(*this, a, b, out, ta, tb, 1.0, 0.0, &e);
+  if (!ok) return Backend::gemm_epilogue(a, b, out, ta, tb, e);
+  if (!e.bias.defined() && !e.gelu && !e.residual.defined()) return gemm(a, b, out, ta, tb, 1.0, 0.0);
+  // D = product + bias (+ C = residual with beta 1): cuBLASLt reads C and writes D apart.
+  lt_gemm(*this, a, b, out, ta, tb, 1.0, e.residual.defined() ? 1.0 : 0.0, &e);
 }
 
 namespace {
@@ -179,7 +180,8 @@ void lt_gemm(CudaBackend& be, const Tensor& a, const Tensor& b, const Tensor& ou
 
   const bool tf32 = din == DType::F32 && tf32_allowed();
   int align = std::min({alignment(a.raw_data()), alignment(b.raw_data()), alignment(out.raw_data())});
-  const int epi = !ep ? 0 : ep->gelu ? 2 : 1;
+  if (ep && ep->residual.defined()) align = std::min(align, alignment(ep->residual.raw_data()));
+  const int epi = !ep ? 0 : ep->gelu ? 2 : ep->bias.defined() ? 1 : 0;
   Key key{epi, int(X.op), int(Y.op), int(din), int(dout), int(tf32), N, M, K, X.ld, Y.ld, N, B,
           X.batch_stride, Y.batch_stride, M * N, align};
 
@@ -231,7 +233,7 @@ void lt_gemm(CudaBackend& be, const Tensor& a, const Tensor& b, const Tensor& ou
     it = plans.emplace(key, p).first;
   }
   const Plan& p = it->second;
-  if (ep) {  // the pointers change from call to call; the descriptor is ours under the lock
+  if (epi) {  // the pointers change from call to call; the descriptor is ours under the lock
     const void* bias = ep->bias.defined() ? ep->bias.raw_data() : nullptr;
     MOX_LT(cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     if (ep->gelu) {
@@ -240,14 +242,15 @@ void lt_gemm(CudaBackend& be, const Tensor& a, const Tensor& b, const Tensor& ou
     }
   }
   void* ws = cuda::workspace(kWorkspace);
+  const void* c_ptr = ep && ep->residual.defined() ? ep->residual.raw_data() : out.raw_data();
   if (din == DType::F64) {
     double al = alpha, bt = beta;
     MOX_LT(cublasLtMatmul(lt_handle(), p.op, &al, b.raw_data(), p.a, a.raw_data(), p.b, &bt,
-                          out.raw_data(), p.c, out.raw_data(), p.c, &p.algo, ws, kWorkspace, cuda::stream()));
+                          c_ptr, p.c, out.raw_data(), p.c, &p.algo, ws, kWorkspace, cuda::stream()));
   } else {
     float al = float(alpha), bt = float(beta);
     MOX_LT(cublasLtMatmul(lt_handle(), p.op, &al, b.raw_data(), p.a, a.raw_data(), p.b, &bt,
-                          out.raw_data(), p.c, out.raw_data(), p.c, &p.algo, ws, kWorkspace, cuda::stream()));
+                          c_ptr, p.c, out.raw_data(), p.c, &p.algo, ws, kWorkspace, cuda::stream()));
   }
 }
 

@@ -95,6 +95,13 @@ Tensor CausalSelfAttention::forward(const Tensor& x) {
   return resid_dropout->forward(c_proj->forward(y));
 }
 
+Tensor CausalSelfAttention::forward_residual(const Tensor& x, const Tensor& residual) {
+  const bool no_dropout = attn_dropout == 0 || !is_training();
+  if (!no_dropout) return residual + forward(x);
+  Tensor y = attention_qkv(c_attn->forward(x), n_head, true);
+  return linear_residual(y, c_proj->weight, c_proj->bias, residual);
+}
+
 Tensor CausalSelfAttention::forward_cached(const Tensor& x, const Tensor& k_cache,
                                            const Tensor& v_cache, int64_t length,
                                            const Tensor& mask) {
@@ -124,6 +131,12 @@ Tensor GPTMLP::forward(const Tensor& x) {
   return dropout->forward(c_proj->forward(h));
 }
 
+Tensor GPTMLP::forward_residual(const Tensor& x, const Tensor& residual) {
+  if (dropout->p > 0 && is_training()) return residual + forward(x);
+  Tensor h = exact_gelu ? gelu(c_fc->forward(x), false) : linear_gelu(x, c_fc->weight, c_fc->bias);
+  return linear_residual(h, c_proj->weight, c_proj->bias, residual);
+}
+
 GPTBlock::GPTBlock(const GPTConfig& c) {
   ln_1 = register_module("ln_1", std::make_shared<LayerNorm>(c.n_embd, c.layer_norm_eps, true, c.bias));
   attn = register_module("attn", std::make_shared<CausalSelfAttention>(c));
@@ -132,8 +145,8 @@ GPTBlock::GPTBlock(const GPTConfig& c) {
 }
 
 Tensor GPTBlock::forward(const Tensor& x) {
-  Tensor h = x + attn->forward(ln_1->forward(x));
-  return h + mlp->forward(ln_2->forward(h));
+  Tensor h = attn->forward_residual(ln_1->forward(x), x);
+  return mlp->forward_residual(ln_2->forward(h), h);
 }
 
 Tensor GPTBlock::forward_cached(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,

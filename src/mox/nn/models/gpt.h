@@ -72,6 +72,9 @@ class CausalSelfAttention : public Module {
   // length+t], nonzero = padding, or undefined).
   Tensor forward_cached(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,
                         int64_t length, const Tensor& mask);
+  // residual + forward(x); the projection adds the residual in its GEMM's epilogue when no
+  // dropout stands between them (linear_residual).
+  Tensor forward_residual(const Tensor& x, const Tensor& residual);
   std::string type_name() const override { return "CausalSelfAttention"; }
   std::shared_ptr<Linear> c_attn, c_proj;
   std::shared_ptr<Dropout> resid_dropout;
@@ -83,6 +86,7 @@ class GPTMLP : public Module {
  public:
   explicit GPTMLP(const GPTConfig& c);
   Tensor forward(const Tensor& x) override;
+  Tensor forward_residual(const Tensor& x, const Tensor& residual);  // residual + forward(x)
   std::string type_name() const override { return "MLP"; }
   std::shared_ptr<Linear> c_fc, c_proj;
   std::shared_ptr<Dropout> dropout;
