@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
 #include "mox/tensor/error.h"
 #include "mox/tensor/tensor.h"
@@ -86,6 +87,24 @@ template <typename V> __device__ __forceinline__ void store(__nv_bfloat16* p, V 
 }
 template <typename V> __device__ __forceinline__ void store(__half* p, V v) {
   *p = __float2half_rn(float(v));
+}
+
+// A compute value (float, double or an integer) to the storage type D the way the CPU's
+// convert<D>(S) does it: halves round to nearest even through f32; floating -> 8-bit
+// integers goes through i64 and wraps, like x86's truncating conversion followed by a
+// narrowing (PTX would saturate).
+template <typename D, typename V> __device__ __forceinline__ D convert_to(V v) {
+  if constexpr (std::is_same_v<D, V>) {
+    return v;
+  } else if constexpr (std::is_same_v<D, __nv_bfloat16>) {
+    return __float2bfloat16_rn(float(v));
+  } else if constexpr (std::is_same_v<D, __half>) {
+    return __float2half_rn(float(v));
+  } else if constexpr (std::is_floating_point_v<V> && std::is_integral_v<D> && sizeof(D) < 4) {
+    return D(int64_t(v));
+  } else {
+    return static_cast<D>(v);
+  }
 }
 
 // The C++ type a mox DType is stored as on the device.

@@ -26,22 +26,7 @@ constexpr double kSqrt2OverPi = 0.79788456080286535587989211986876;
 constexpr double kInvSqrt2 = 0.70710678118654752440084436210485;
 constexpr double kInvSqrt2Pi = 0.39894228040143267793994605993438;
 
-// Compute value -> storage type, like cpu::convert (halves round to nearest even through
-// f32; floating -> 8-bit integers wrap through i64 as on x86 instead of saturating).
-template <typename D, typename V>
-__device__ __forceinline__ D convert_to(V v) {
-  if constexpr (std::is_same_v<D, V>) {
-    return v;
-  } else if constexpr (std::is_same_v<D, __nv_bfloat16>) {
-    return __float2bfloat16_rn(float(v));
-  } else if constexpr (std::is_same_v<D, __half>) {
-    return __float2half_rn(float(v));
-  } else if constexpr (std::is_floating_point_v<V> && std::is_integral_v<D> && sizeof(D) < 4) {
-    return D(int64_t(v));
-  } else {
-    return static_cast<D>(v);
-  }
-}
+using cuda::convert_to;  // cuda_common.cuh
 
 // ---- math, overloaded for f32 and f64 ----
 __device__ __forceinline__ float m_exp(float x) { return expf(x); }

@@ -21,23 +21,7 @@ using cuda::TensorDesc;
 template <typename T>
 constexpr bool kIsHalf = std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>;
 
-// Converts a compute value (float, double or an integer) to the storage type D the way the
-// CPU's convert<D>(S) does. Floating -> 8-bit integers goes through i64 and wraps, like
-// x86's truncating conversion to i32 followed by a narrowing (PTX would saturate).
-template <typename D, typename V>
-__device__ __forceinline__ D convert_to(V v) {
-  if constexpr (std::is_same_v<D, V>) {
-    return v;
-  } else if constexpr (std::is_same_v<D, __nv_bfloat16>) {
-    return __float2bfloat16_rn(float(v));
-  } else if constexpr (std::is_same_v<D, __half>) {
-    return __float2half_rn(float(v));
-  } else if constexpr (std::is_floating_point_v<V> && std::is_integral_v<D> && sizeof(D) < 4) {
-    return D(int64_t(v));
-  } else {
-    return static_cast<D>(v);
-  }
-}
+using cuda::convert_to;  // cuda_common.cuh
 
 // ---- copy ----
 

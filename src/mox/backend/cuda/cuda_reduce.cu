@@ -24,20 +24,7 @@ namespace {
 using cuda::compute_t;
 using cuda::TensorDesc;
 
-template <typename D, typename V>
-__device__ __forceinline__ D convert_to(V v) {
-  if constexpr (std::is_same_v<D, V>) {
-    return v;
-  } else if constexpr (std::is_same_v<D, __nv_bfloat16>) {
-    return __float2bfloat16_rn(float(v));
-  } else if constexpr (std::is_same_v<D, __half>) {
-    return __float2half_rn(float(v));
-  } else if constexpr (std::is_floating_point_v<V> && std::is_integral_v<D> && sizeof(D) < 4) {
-    return D(int64_t(v));
-  } else {
-    return static_cast<D>(v);
-  }
-}
+using cuda::convert_to;  // cuda_common.cuh
 
 template <typename T> struct AccOf { using type = int64_t; };  // integers
 template <> struct AccOf<float> { using type = float; };
