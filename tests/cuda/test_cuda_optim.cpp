@@ -99,9 +99,13 @@ TEST(CudaOptim, AdamMulti) {
       std::vector<State> st;
       for (int64_t n : sizes) st.push_back(make_state(n, d.param, 2, seed++));
       for (int64_t step = 1; step <= 3; step++) {
-        AdamParams p{3e-3, 0.9, 0.95, 1e-8, 0.1, step, decoupled, false};
         std::vector<Tensor> ps, gs, ms, vs;
+        std::vector<AdamParams> aps;
         for (size_t k = 0; k < st.size(); k++) {
+          // Two parameter groups in one call: every third parameter has its own lr and no decay.
+          AdamParams p{3e-3, 0.9, 0.95, 1e-8, 0.1, step, decoupled, false};
+          if (k % 3 == 0) p.lr = 1e-2, p.weight_decay = 0.0;
+          aps.push_back(p);
           // Mixed gradient dtypes in one call for f32 params: odd k get f32 gradients.
           DType gdt = d.grad;
           if (d.param == DType::F32 && d.grad != DType::F32 && k % 2 == 1) gdt = DType::F32;
@@ -112,7 +116,7 @@ TEST(CudaOptim, AdamMulti) {
           ms.push_back(st[k].s_dev[0]);
           vs.push_back(st[k].s_dev[1]);
         }
-        gpu_be().adam_update_multi(ps, gs, ms, vs, p);
+        gpu_be().adam_update_multi(ps, gs, ms, vs, aps);
       }
       for (size_t k = 0; k < st.size(); k++)
         if (sizes[k] > 0) expect_state(st[k], d.param, what + " param " + std::to_string(k));
@@ -130,9 +134,12 @@ TEST(CudaOptim, AdamMultiManyCalls) {
       sizes.push_back(1 + (seed * 7919) % 3001);
       st.push_back(make_state(sizes.back(), DType::F32, 2, seed++));
     }
-    AdamParams p{1e-3, 0.9, 0.999, 1e-8, 0.0, step, true, false};
     std::vector<Tensor> ps, gs, ms, vs;
+    std::vector<AdamParams> aps;
     for (size_t k = 0; k < st.size(); k++) {
+      // Step counts differ between parameters of one call (bias corrections per record).
+      AdamParams p{1e-3, 0.9, 0.999, 1e-8, 0.0, 1 + (int64_t(k) + step) % 5, true, false};
+      aps.push_back(p);
       Grad g = make_grad(sizes[k], DType::F32, DType::F32, seed++);
       cpu_be().adam_update(st[k].p_cpu, g.cpu, st[k].s_cpu[0], st[k].s_cpu[1], Tensor(), p);
       ps.push_back(st[k].p_dev);
@@ -140,7 +147,7 @@ TEST(CudaOptim, AdamMultiManyCalls) {
       ms.push_back(st[k].s_dev[0]);
       vs.push_back(st[k].s_dev[1]);
     }
-    gpu_be().adam_update_multi(ps, gs, ms, vs, p);
+    gpu_be().adam_update_multi(ps, gs, ms, vs, aps);
   }
   // Parameters added at later calls saw fewer steps on both backends alike.
   for (size_t k = 0; k < st.size(); k += 37) expect_state(st[k], DType::F32, "param " + std::to_string(k));

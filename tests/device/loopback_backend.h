@@ -143,7 +143,7 @@ class LoopbackBackend final : public Backend {
   }
   void adam_update_multi(const std::vector<Tensor>& ps, const std::vector<Tensor>& gs,
                          const std::vector<Tensor>& ms, const std::vector<Tensor>& vs,
-                         const AdamParams& ap) override {
+                         const std::vector<AdamParams>& ap) override {
     k();
     multi_calls_++;
     cpu().adam_update_multi(hs(ps), hs(gs), hs(ms), hs(vs), ap);

@@ -119,7 +119,9 @@ TEST(Autocast, GptLossAndGradientsTrackF32) {
       std::optional<AutocastGuard> ac;
       if (mixed) ac.emplace(DType::BF16);
       Tensor logits = model->forward(idx);
-      if (mixed) EXPECT_EQ(logits.dtype(), DType::BF16);
+      if (mixed) {
+        EXPECT_EQ(logits.dtype(), DType::BF16);
+      }
       loss = cross_entropy(logits.reshape({-1, 50}), tgt.reshape({-1}));
     }
     EXPECT_EQ(loss.dtype(), DType::F32);

@@ -202,12 +202,13 @@ class Backend {
   // ---- optimiser updates over contiguous f32/f64 parameters (in place) ----
   virtual void adam_update(const Tensor& param, const Tensor& grad, const Tensor& m,
                            const Tensor& v, const Tensor& vmax, const AdamParams& p) = 0;
-  // Adam/AdamW over many parameters at once (one launch on a GPU); the lists are parallel,
-  // each entry as in adam_update (no amsgrad). The default loops over adam_update.
+  // Adam/AdamW over many parameters at once (one launch on a GPU): the lists are parallel,
+  // each entry as in adam_update with its own AdamParams (parameter groups differ in lr and
+  // weight decay, parameters in step count); no amsgrad. The default loops over adam_update.
   virtual void adam_update_multi(const std::vector<Tensor>& params,
                                  const std::vector<Tensor>& grads, const std::vector<Tensor>& m,
-                                 const std::vector<Tensor>& v, const AdamParams& p) {
-    for (size_t i = 0; i < params.size(); ++i) adam_update(params[i], grads[i], m[i], v[i], Tensor(), p);
+                                 const std::vector<Tensor>& v, const std::vector<AdamParams>& p) {
+    for (size_t i = 0; i < params.size(); ++i) adam_update(params[i], grads[i], m[i], v[i], Tensor(), p.at(i));
   }
   // momentum_buf is undefined when momentum == 0 (no buffer).
   virtual void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf,

@@ -47,29 +47,30 @@ AdamParams Adam::params_for(const Group& g, int64_t step) const {
   return ap;
 }
 
-void Adam::update_many(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                       const std::vector<ParamState*>& states, const Group& group) {
-  // Parameters on one device, contiguous, sharing a step count (bias correction) go to the
-  // backend together; anything else (amsgrad, strided views) one at a time.
-  std::map<std::pair<int64_t, int>, std::vector<size_t>> batches;  // (step, dtype) -> indices
-  for (size_t k = 0; k < params.size(); ++k) {
-    ParamState& st = *states[k];
+void Adam::update_many(const std::vector<Slot>& slots) {
+  // Every parameter on one device with one dtype, contiguous, goes to the backend in one call
+  // (one launch on a GPU), each with its group's lr and weight decay and its own step count;
+  // anything else (amsgrad, strided views, other devices) one at a time.
+  std::map<std::pair<int, int>, std::vector<const Slot*>> batches;  // (device, dtype)
+  for (const Slot& s : slots) {
+    ParamState& st = *s.state;
     if (st.buffers.empty())
-      for (const std::string& b : state_buffers()) st.buffers[b] = zeros_like(params[k]);
-    bool batchable = !opt_.amsgrad() && params[k].is_contiguous() && grads[k].is_contiguous() &&
-                     params[k].device() == params[0].device();
-    if (batchable) batches[{st.step, int(params[k].dtype())}].push_back(k);
-    else update(params[k], grads[k], st, group);
+      for (const std::string& b : state_buffers()) st.buffers[b] = zeros_like(s.param);
+    const bool batchable = !opt_.amsgrad() && s.param.is_contiguous() && s.grad.is_contiguous();
+    if (batchable) batches[{int(s.param.device().type), int(s.param.dtype())}].push_back(&s);
+    else update(s.param, s.grad, st, *s.group);
   }
-  for (const auto& [key, idx] : batches) {
+  for (const auto& [key, list] : batches) {
     std::vector<Tensor> ps, gs, ms, vs;
-    for (size_t k : idx) {
-      ps.push_back(params[k]);
-      gs.push_back(grads[k]);
-      ms.push_back(states[k]->buffers.at("exp_avg"));
-      vs.push_back(states[k]->buffers.at("exp_avg_sq"));
+    std::vector<AdamParams> aps;
+    for (const Slot* s : list) {
+      ps.push_back(s->param);
+      gs.push_back(s->grad);
+      ms.push_back(s->state->buffers.at("exp_avg"));
+      vs.push_back(s->state->buffers.at("exp_avg_sq"));
+      aps.push_back(params_for(*s->group, s->state->step));
     }
-    backend_for(ps[0]).adam_update_multi(ps, gs, ms, vs, params_for(group, key.first));
+    backend_for(ps[0]).adam_update_multi(ps, gs, ms, vs, aps);
   }
 }
 

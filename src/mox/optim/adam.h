@@ -46,8 +46,7 @@ class Adam : public Optimizer {
  protected:
   Adam(std::string name, std::vector<ParamGroup> groups, AdamOptions options, bool decoupled);
   void update(const Tensor& param, const Tensor& grad, ParamState& st, const Group& g) override;
-  void update_many(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                   const std::vector<ParamState*>& states, const Group& group) override;
+  void update_many(const std::vector<Slot>& slots) override;
   std::vector<std::string> state_buffers() const override;
 
  private:

@@ -75,9 +75,8 @@ void Optimizer::add_param_group(ParamGroup pg) {
 void Optimizer::step() {
   NoGradGuard no_grad;
   size_t i = 0;
+  std::vector<Slot> slots;
   for (const Group& g : groups_) {
-    std::vector<Tensor> ps, gs;
-    std::vector<ParamState*> sts;
     for (const Tensor& p : g.params) {
       ParamState& st = state_[i++];
       Tensor grad = p.grad();
@@ -87,17 +86,14 @@ void Optimizer::step() {
       if (grad.dtype() != p.dtype()) grad = grad.to(p.dtype());
       if (grad.device() != p.device()) grad = grad.to(p.device());
       st.step++;
-      ps.push_back(p);
-      gs.push_back(grad);
-      sts.push_back(&st);
+      slots.push_back({p, grad, &st, &g});
     }
-    if (!ps.empty()) update_many(ps, gs, sts, g);
   }
+  if (!slots.empty()) update_many(slots);
 }
 
-void Optimizer::update_many(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                            const std::vector<ParamState*>& states, const Group& group) {
-  for (size_t k = 0; k < params.size(); ++k) update(params[k], grads[k], *states[k], group);
+void Optimizer::update_many(const std::vector<Slot>& slots) {
+  for (const Slot& s : slots) update(s.param, s.grad, *s.state, *s.group);
 }
 
 void Optimizer::zero_grad() {

@@ -87,11 +87,16 @@ class Optimizer {
   // `grad` its gradient (same shape and dtype); st.step has already been incremented.
   virtual void update(const Tensor& param, const Tensor& grad, ParamState& st,
                       const Group& group) = 0;
-  // Updates the parameters of one group that have gradients (steps already incremented);
-  // the default calls update() for each. Adam overrides it to update them all in one
-  // backend call (one launch on a GPU).
-  virtual void update_many(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                           const std::vector<ParamState*>& states, const Group& group);
+  // One parameter to update in a step: its gradient (shape and dtype checked), its state
+  // (step already incremented) and its group.
+  struct Slot {
+    Tensor param, grad;
+    ParamState* state;
+    const Group* group;
+  };
+  // Updates every parameter that has a gradient, over all groups; the default calls update()
+  // for each. Adam overrides it to update them all in one backend call (one launch on a GPU).
+  virtual void update_many(const std::vector<Slot>& slots);
   // Buffers a parameter's state must hold once it has stepped (checked by load_state_dict).
   virtual std::vector<std::string> state_buffers() const = 0;
 

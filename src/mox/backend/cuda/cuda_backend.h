@@ -84,7 +84,7 @@ class CudaBackend final : public Backend {
                    const Tensor& vmax, const AdamParams& p) override;
   void adam_update_multi(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                          const std::vector<Tensor>& m, const std::vector<Tensor>& v,
-                         const AdamParams& p) override;
+                         const std::vector<AdamParams>& p) override;
   void sgd_update(const Tensor& param, const Tensor& grad, const Tensor& momentum_buf,
                   const SgdParams& p) override;
   void rmsprop_update(const Tensor& param, const Tensor& grad, const Tensor& square_avg,

@@ -120,7 +120,9 @@ __global__ void adam_kernel(P* __restrict__ w, const void* __restrict__ g, int g
   MOX_GRID_STRIDE(i, n) { adam_elem(w, load_grad<P>(g, gkind, i), m, v, vmax, i, s); }
 }
 
-// One parameter of adam_update_multi; chunk0: index of its first chunk in the grid.
+// One parameter of adam_update_multi; chunk0: index of its first chunk in the grid; k: its
+// own step scalars (parameter groups differ in lr and weight decay, parameters in step),
+// computed in double on the host as for adam_update and narrowed in the kernel.
 struct AdamRec {
   void* w;
   const void* g;
@@ -129,12 +131,12 @@ struct AdamRec {
   int64_t n;
   int64_t chunk0;
   int gkind;
+  AdamK<double> k;
 };
 constexpr int64_t kChunk = 8192;  // elements per block (32 per thread)
 
 template <typename P>
-__global__ void adam_multi_kernel(const AdamRec* __restrict__ recs, int nrec, int64_t chunks,
-                                  AdamK<P> s) {
+__global__ void adam_multi_kernel(const AdamRec* __restrict__ recs, int nrec, int64_t chunks) {
   for (int64_t c = blockIdx.x; c < chunks; c += gridDim.x) {
     // Last record whose first chunk is <= c (records with no elements have no chunks and are
     // skipped by this search: their chunk0 equals the next record's).
@@ -147,6 +149,9 @@ __global__ void adam_multi_kernel(const AdamRec* __restrict__ recs, int nrec, in
         hi = mid - 1;
     }
     const AdamRec r = recs[lo];
+    AdamK<P> s;
+    s.b1 = P(r.k.b1), s.b2 = P(r.k.b2), s.c1 = P(r.k.c1), s.c2 = P(r.k.c2), s.l2 = P(r.k.l2);
+    s.decay = P(r.k.decay), s.step = P(r.k.step), s.bc = P(r.k.bc), s.eps = P(r.k.eps);
     const int64_t begin = (c - r.chunk0) * kChunk;
     const int64_t end = min(r.n, begin + kChunk);
     P* w = static_cast<P*>(r.w);
@@ -302,14 +307,18 @@ void CudaBackend::adam_update(const Tensor& param, const Tensor& grad, const Ten
 
 void CudaBackend::adam_update_multi(const std::vector<Tensor>& params,
                                     const std::vector<Tensor>& grads, const std::vector<Tensor>& m,
-                                    const std::vector<Tensor>& v, const AdamParams& p) {
+                                    const std::vector<Tensor>& v, const std::vector<AdamParams>& ps) {
   const char* op = "adam_update_multi";
-  if (grads.size() != params.size() || m.size() != params.size() || v.size() != params.size())
+  if (grads.size() != params.size() || m.size() != params.size() || v.size() != params.size() ||
+      ps.size() != params.size())
     throw Error(op, "parameter, gradient and state lists differ in length (" +
                         std::to_string(params.size()) + ", " + std::to_string(grads.size()) +
-                        ", " + std::to_string(m.size()) + ", " + std::to_string(v.size()) + ")");
-  if (p.amsgrad) throw Error(op, "amsgrad is not supported by the multi-tensor update");
-  if (p.step < 1) throw Error(op, "step must be >= 1, got " + std::to_string(p.step));
+                        ", " + std::to_string(m.size()) + ", " + std::to_string(v.size()) + ", " +
+                        std::to_string(ps.size()) + " parameter sets)");
+  for (const AdamParams& p : ps) {
+    if (p.amsgrad) throw Error(op, "amsgrad is not supported by the multi-tensor update");
+    if (p.step < 1) throw Error(op, "step must be >= 1, got " + std::to_string(p.step));
+  }
   if (params.empty()) return;
   const DType dt = params[0].dtype();
   std::vector<AdamRec> recs;
@@ -332,6 +341,7 @@ void CudaBackend::adam_update_multi(const std::vector<Tensor>& params,
     r.n = w.numel();
     r.chunk0 = chunks;
     r.gkind = gk;
+    r.k = adam_scalars<double>(ps[k]);
     recs.push_back(r);
     chunks += (r.n + kChunk - 1) / kChunk;
   }
@@ -341,11 +351,9 @@ void CudaBackend::adam_update_multi(const std::vector<Tensor>& params,
   const int64_t cap = int64_t(cuda::props().multiProcessorCount) * 64;
   const unsigned grid = unsigned(chunks < cap ? chunks : cap);
   if (dt == DType::F32)
-    adam_multi_kernel<float><<<grid, cuda::kThreads, 0, cuda::stream()>>>(
-        table, int(recs.size()), chunks, adam_scalars<float>(p));
+    adam_multi_kernel<float><<<grid, cuda::kThreads, 0, cuda::stream()>>>(table, int(recs.size()), chunks);
   else
-    adam_multi_kernel<double><<<grid, cuda::kThreads, 0, cuda::stream()>>>(
-        table, int(recs.size()), chunks, adam_scalars<double>(p));
+    adam_multi_kernel<double><<<grid, cuda::kThreads, 0, cuda::stream()>>>(table, int(recs.size()), chunks);
   MOX_CUDA_LAUNCHED(op);
 }
 
