@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "mox/backend/backend.h"
 #include "run_cli.h"
 
@@ -63,6 +65,9 @@ TEST(DeviceCli, PretrainAndGenerateInBf16) {
   auto r = run_cli({"pretrain", dir + "/tiny.toml", "--out", dir + "/run", "--precision", "bf16", "--device", "cpu"});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("bf16 autocast"), std::string::npos) << r.out;
+  auto sj = nlohmann::json::parse(mox::testing::slurp(dir + "/run/summary.json"));
+  EXPECT_EQ(sj["precision"], "bf16");
+  EXPECT_EQ(sj["device"], "cpu");
   auto g = run_cli({"generate", "--model", dir + "/run", "--prompt", "line", "--precision", "bf16", "--max-new-tokens", "4",
                     "--print-ids", "--seed", "1"});
   ASSERT_EQ(g.code, 0) << g.err;

@@ -713,6 +713,8 @@ PretrainResult run_pretrain(const std::string& config_path, const PretrainOption
                        {"train_tokens", train_tokens.size()},
                        {"val_tokens", val_tokens.size()},
                        {"threads", get_num_threads()},
+                       {"device", tc.compute.device.str()},
+                       {"precision", dtype_name(tc.compute.precision)},
                        {"seed", tc.seed}};
   io::write_file_atomic(run_dir + "/summary.json", sj.dump(2) + "\n");
 
@@ -730,7 +732,8 @@ PretrainResult run_pretrain(const std::string& config_path, const PretrainOption
   ri.facts = {{"steps", std::to_string(r.steps)},
               {"tokens per step", std::to_string(tokens_per_step)},
               {"training time", fmt_num(pos.train_seconds, 1) + " s"},
-              {"threads", std::to_string(get_num_threads())}};
+              {"threads", std::to_string(get_num_threads())},
+              {"device", tc.compute.device.str() + ", " + dtype_name(tc.compute.precision)}};
   write_report(run_dir + "/report.html", ri);
   if (log)
     *log << "step " << r.steps << ": val_loss " << fmt_num(r.val_loss) << " val_perplexity "

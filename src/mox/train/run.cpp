@@ -398,6 +398,8 @@ TrainResult run_train(const TrainOptions& o) {
   sj["inference_samples_per_second"] = infer_rate;
   sj["parameters"] = summary.total_params;
   sj["threads"] = get_num_threads();
+  sj["device"] = e.compute.device.str();
+  sj["precision"] = dtype_name(e.compute.precision);
   sj["seed"] = e.seed;
   sj["init"] = e.init;
   sj["loss"] = e.loss_name;
@@ -426,6 +428,7 @@ TrainResult run_train(const TrainOptions& o) {
   ri.parameters = summary.total_params;
   ri.facts = {{"finished", now_string()},
               {"threads", std::to_string(get_num_threads())},
+              {"device", e.compute.device.str() + ", " + dtype_name(e.compute.precision)},
               {"seed", std::to_string(e.seed)},
               {"initialisation", e.init},
               {"loss", e.loss_name},
