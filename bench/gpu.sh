@@ -22,7 +22,10 @@ has() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 
 if [ -n "${MOX_BUNDLE:-}" ]; then
   BIN="$MOX_BUNDLE/bin"
-  export LD_LIBRARY_PATH="$MOX_BUNDLE/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+  # The CUDA libraries are the machine's own: the toolkit's, or the pip packages PyTorch uses.
+  NV=$(python3 -c 'import glob, os, nvidia; print(":".join(sorted(glob.glob(os.path.join(list(nvidia.__path__)[0], "*", "lib")))))' 2>/dev/null || true)
+  export LD_LIBRARY_PATH="$MOX_BUNDLE/lib:/usr/local/cuda/lib64:${NV}:${LD_LIBRARY_PATH:-}"
+  ldd "$BIN/mox" | grep "not found" && echo "bundle: libraries missing (above)"
 else
   BIN=build/cuda/bin
 fi
