@@ -45,8 +45,10 @@ if has parity; then
   echo "== parity (log: $OUT/parity.txt)"
   timeout 900 "$BIN/mox_test_cuda" 2>&1 | tee "$OUT/parity.txt" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran" | head -60
   timeout 300 "$BIN/mox_test_device" --gtest_brief=1 2>&1 | tail -3
-  grep -q "^\[  PASSED  \]" "$OUT/parity.txt" && ! grep -q "^\[  FAILED  \]" "$OUT/parity.txt" &&
-    echo "parity=pass" | tee -a "$R" || echo "parity=fail" | tee -a "$R"
+  if grep -q "^\[  FAILED  \]" "$OUT/parity.txt"; then echo "parity=fail" | tee -a "$R"
+  elif grep -q "^\[  SKIPPED \]" "$OUT/parity.txt"; then echo "parity=not run (tests skipped: no GPU visible)" | tee -a "$R"
+  elif grep -q "^\[  PASSED  \]" "$OUT/parity.txt"; then echo "parity=pass" | tee -a "$R"
+  else echo "parity=fail (no result: crashed?)" | tee -a "$R"; fi
 fi
 
 if has speed; then
