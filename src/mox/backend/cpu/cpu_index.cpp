@@ -12,10 +12,13 @@
 #include "mox/backend/cpu/convert.h"
 #include "mox/backend/cpu/cpu_backend.h"
 #include "mox/backend/cpu/loops.h"
+#include "mox/backend/index_checks.h"
 
 namespace mox {
 
 namespace {
+
+using namespace index_checks;
 
 template <typename T> inline void add_into(T& d, T s) {
   if constexpr (cpu::is_half_v<T>)
@@ -24,35 +27,12 @@ template <typename T> inline void add_into(T& d, T s) {
     d = T(d + s);
 }
 
-// Splits a tensor's shape around `dim`: [outer, size(dim), inner].
-void split_dims(const Tensor& t, int64_t dim, int64_t& outer, int64_t& size, int64_t& inner) {
-  outer = 1, inner = 1;
-  for (int64_t d = 0; d < dim; d++) outer *= t.size(d);
-  size = t.dim() == 0 ? 1 : t.size(dim);
-  for (int64_t d = dim + 1; d < t.dim(); d++) inner *= t.size(d);
-}
-
-void check_index_tensor(const Tensor& index, const char* op) {
-  if (index.dtype() != DType::I64)
-    throw Error(op, std::string("index must be i64, got ") + index.desc());
-}
-
 // Checks every value of a 1-D contiguous index against [0, size).
 void check_bounds_1d(const int64_t* idx, int64_t n, int64_t size, int64_t dim, const char* op) {
   for (int64_t i = 0; i < n; i++)
     if (idx[i] < 0 || idx[i] >= size)
       throw Error(op, "index " + std::to_string(idx[i]) + " is out of bounds for dim " +
                           std::to_string(dim) + " with size " + std::to_string(size));
-}
-
-void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
-  if (a.dtype() != b.dtype())
-    throw Error(op, "dtype mismatch: " + a.desc() + " vs " + b.desc());
-}
-
-void check_contiguous(const Tensor& t, const char* op, const char* what) {
-  if (!t.is_contiguous())
-    throw Error(op, std::string(what) + " must be contiguous, got strided " + t.desc());
 }
 
 // Visits the "lines" of `shape` along `dim`: every combination of the other coordinates.
@@ -104,18 +84,6 @@ void check_bounds_strided(const Tensor& index, int64_t dim, int64_t size, const 
                             std::to_string(dim) + " with size " + std::to_string(size));
     }
   });
-}
-
-// gather/scatter require index.size(d) <= other.size(d) for the dims other than `dim`.
-void check_index_shape(const Tensor& index, const Tensor& other, int64_t dim, bool all_dims,
-                       const char* op, const char* what) {
-  if (index.dim() != other.dim())
-    throw Error(op, "index " + index.desc() + " must have as many dims as " + what + " " +
-                        other.desc());
-  for (int64_t d = 0; d < index.dim(); d++)
-    if ((all_dims || d != dim) && index.size(d) > other.size(d))
-      throw Error(op, "index " + shape_str(index.shape()) + " is larger than " + what + " " +
-                          shape_str(other.shape()) + " in dim " + std::to_string(d));
 }
 
 // d [outer, S, inner] += s [outer, K, inner] at idx [K]

@@ -12,6 +12,7 @@
 
 #include "mox/backend/cuda/cuda_backend.h"
 #include "mox/backend/cuda/cuda_common.cuh"
+#include "mox/backend/index_checks.h"
 
 namespace mox {
 
@@ -124,41 +125,12 @@ void check_bounds(const Tensor& index, int64_t dim, int64_t size, const char* op
                       " with size " + std::to_string(size));
 }
 
-// ---- shared checks (as the CPU's) ----
-
-void split_dims(const Tensor& t, int64_t dim, int64_t& outer, int64_t& size, int64_t& inner) {
-  outer = 1, inner = 1;
-  for (int64_t d = 0; d < dim; d++) outer *= t.size(d);
-  size = t.dim() == 0 ? 1 : t.size(dim);
-  for (int64_t d = dim + 1; d < t.dim(); d++) inner *= t.size(d);
-}
-
-void check_index_tensor(const Tensor& index, const char* op) {
-  if (index.dtype() != DType::I64) throw Error(op, std::string("index must be i64, got ") + index.desc());
-}
-
-void check_same_dtype(const Tensor& a, const Tensor& b, const char* op) {
-  if (a.dtype() != b.dtype()) throw Error(op, "dtype mismatch: " + a.desc() + " vs " + b.desc());
-}
-
-void check_contiguous(const Tensor& t, const char* op, const char* what) {
-  if (!t.is_contiguous())
-    throw Error(op, std::string(what) + " must be contiguous, got strided " + t.desc());
-}
+// ---- shared checks: backend/index_checks.h, and check_dim ----
+using namespace index_checks;
 
 void check_dim(const Tensor& t, int64_t dim, const char* op) {
   if (dim < 0 || dim >= std::max<int64_t>(t.dim(), 1))
     throw Error(op, "dim " + std::to_string(dim) + " out of range for " + t.desc());
-}
-
-void check_index_shape(const Tensor& index, const Tensor& other, int64_t dim, bool all_dims,
-                       const char* op, const char* what) {
-  if (index.dim() != other.dim())
-    throw Error(op, "index " + index.desc() + " must have as many dims as " + what + " " + other.desc());
-  for (int64_t d = 0; d < index.dim(); d++)
-    if ((all_dims || d != dim) && index.size(d) > other.size(d))
-      throw Error(op, "index " + shape_str(index.shape()) + " is larger than " + what + " " +
-                          shape_str(other.shape()) + " in dim " + std::to_string(d));
 }
 
 // ---- index_select: out [outer, K, inner] = src [outer, S, inner] at idx [K] ----
