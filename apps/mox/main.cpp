@@ -5,9 +5,11 @@
 #include <exception>
 #include <iostream>
 #include <string>
+#include <functional>
 #include <vector>
 
 #include "command.h"
+#include "mox/backend/info.h"
 
 namespace {
 
@@ -29,7 +31,9 @@ int fail(const std::string& message, int code) {
 int main(int argc, char** argv) {
   CLI::App app{"mox: train, inspect and serve neural networks (a C++ deep-learning library)",
                "mox"};
-  app.set_version_flag("--version", std::string("mox ") + MOX_VERSION);
+  app.set_version_flag("--version", std::function<std::string()>([] {
+    return std::string("mox ") + MOX_VERSION + "\n" + mox::build_summary() + "\n" + mox::devices_summary();
+  }));
   // At most one command; "none given" is reported after parsing, so that an unknown
   // option is named as such rather than hidden behind "a subcommand is required".
   app.require_subcommand(0, 1);

@@ -28,6 +28,17 @@ TEST(DeviceCli, EveryComputingCommandTakesDevice) {
     EXPECT_NE(run_cli({cmd, "--help"}).out.find("--precision"), std::string::npos) << cmd;
 }
 
+TEST(DeviceCli, VersionNamesTheBuildAndTheDevices) {
+  auto r = run_cli({"--version"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("mox ", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("CUDA backend: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cpu: "), std::string::npos) << r.out;
+  // a CUDA build names the GPU, or says why there is none
+  const bool cuda_built = r.out.find("CUDA backend: built") != std::string::npos;
+  EXPECT_EQ(cuda_built, r.out.find("\ncuda") != std::string::npos) << r.out;
+}
+
 TEST(DeviceCli, MissingOrUnknownDevicesAreOneLineErrors) {
   const std::string src = MOX_SOURCE_DIR;
   const std::string model = src + "/tests/fixtures/gpt2";

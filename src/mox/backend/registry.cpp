@@ -6,6 +6,7 @@
 
 #include "mox/backend/backend.h"
 #include "mox/backend/cpu/cpu_backend.h"
+#include "mox/backend/info.h"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -13,6 +14,7 @@ namespace mox {
 
 #ifdef MOX_HAVE_CUDA
 Backend* create_cuda_backend(std::string* why);  // backend/cuda/cuda_backend.cu
+std::string cuda_device_summary();               // backend/cuda/cuda_backend.cu
 #endif
 
 namespace {
@@ -73,6 +75,32 @@ bool device_available(Device d) {
 }
 
 bool is_comparison(BinaryOp op) { return op >= BinaryOp::Eq; }
+
+std::string build_summary() {
+  std::string s = "CPU GEMM: OpenBLAS (f32/f64)";
+#ifdef MOX_HAVE_DNNL
+  s += ", oneDNN (bf16, large f32)";
+#endif
+#ifdef MOX_HAVE_CUDA
+  s += "\nCUDA backend: built for sm_" MOX_CUDA_ARCHS " (cuBLASLt, cuDNN)";
+#else
+  s += "\nCUDA backend: not built (configure with -DMOX_CUDA=ON)";
+#endif
+  return s;
+}
+
+std::string devices_summary() {
+  std::string s = "cpu: " + std::to_string(get_num_threads()) + " threads";
+#ifdef MOX_HAVE_CUDA
+  try {
+    backend_for(Device{DeviceType::CUDA, 0});
+    s += "\ncuda:0: " + cuda_device_summary();
+  } catch (const Error& e) {
+    s += "\ncuda: " + e.detail();
+  }
+#endif
+  return s;
+}
 
 void Backend::gemm_epilogue(const Tensor& a, const Tensor& b, const Tensor& out, bool ta, bool tb,
                             const GemmEpilogue& e) {

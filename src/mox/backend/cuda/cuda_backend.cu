@@ -1,4 +1,5 @@
 // Device set-up, the stream, the caching allocator, host copies and tensor descriptors.
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -161,6 +162,14 @@ void CudaBackend::copy_to_host(const Tensor& src, void* dst) {
   if (n == 0) return;
   MOX_CUDA_CHECK(cudaMemcpyAsync(dst, src.raw_data(), n, cudaMemcpyDeviceToHost, cuda::stream()));
   MOX_CUDA_CHECK(cudaStreamSynchronize(cuda::stream()));
+}
+
+std::string cuda_device_summary() {
+  const cudaDeviceProp& p = cuda::props();
+  char buf[256];
+  std::snprintf(buf, sizeof buf, "%s, %d multiprocessors, %.0f GiB, compute capability %d.%d", p.name,
+                p.multiProcessorCount, double(p.totalGlobalMem) / double(size_t(1) << 30), p.major, p.minor);
+  return buf;
 }
 
 // Called by backend_for(cuda) once; returns nullptr (and why) when there is no device.
