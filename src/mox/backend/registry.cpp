@@ -96,7 +96,7 @@ std::string devices_summary() {
     backend_for(Device{DeviceType::CUDA, 0});
     s += "\ncuda:0: " + cuda_device_summary();
   } catch (const Error& e) {
-    s += "\ncuda: " + e.detail();
+    s += "\n" + e.detail();  // "cuda: no usable CUDA device (...)"
   }
 #endif
   return s;
