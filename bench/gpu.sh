@@ -6,6 +6,8 @@
 #   parity  every CUDA kernel against the CPU backend on fresh random inputs (f32 < 1e-5,
 #           bf16 < 1e-2 relative, never NaN), GPT forward/backward, 50 training steps on GPU
 #           and CPU from the same weights (losses within 1e-2), and the device plumbing tests
+#   memcheck  the CUDA tests under compute-sanitizer (out-of-bounds and misaligned accesses;
+#           works on the Firecracker machines), one suite per process, into $OUT/memcheck.txt
 #   speed   side by side in this one call: the bf16 8192^3 matmul (PyTorch and mox: the MFU
 #           denominator), GPT-2 124M training at batch 32 x 1024 in bf16 (mox, PyTorch eager,
 #           PyTorch compiled), generation with the KV cache at batch 1 and 16 (mox, Hugging Face)
@@ -43,12 +45,28 @@ fi
 
 if has parity; then
   echo "== parity (log: $OUT/parity.txt)"
-  timeout 900 "$BIN/mox_test_cuda" 2>&1 | tee "$OUT/parity.txt" | grep -E "^\[  (FAILED|PASSED|SKIPPED) |tests ran" | head -60
+  # One process per test suite: a kernel fault poisons its CUDA context, and would otherwise
+  # fail every test after it.
+  : > "$OUT/parity.txt"
+  for suite in $("$BIN/mox_test_cuda" --gtest_list_tests | grep -E '^[A-Za-z]' | tr -d '.'); do
+    timeout 600 "$BIN/mox_test_cuda" --gtest_filter="$suite.*" >> "$OUT/parity.txt" 2>&1 ||
+      echo "[  FAILED  ] $suite (exit $?)" >> "$OUT/parity.txt"
+  done
+  grep -E "^\[  (FAILED|SKIPPED) |^\[  PASSED  \]" "$OUT/parity.txt" | sort | uniq -c | head -60
   timeout 300 "$BIN/mox_test_device" --gtest_brief=1 2>&1 | tail -3
   if grep -q "^\[  FAILED  \]" "$OUT/parity.txt"; then echo "parity=fail" | tee -a "$R"
   elif grep -q "^\[  SKIPPED \]" "$OUT/parity.txt"; then echo "parity=not run (tests skipped: no GPU visible)" | tee -a "$R"
   elif grep -q "^\[  PASSED  \]" "$OUT/parity.txt"; then echo "parity=pass" | tee -a "$R"
   else echo "parity=fail (no result: crashed?)" | tee -a "$R"; fi
+fi
+
+if has memcheck; then
+  echo "== memcheck (log: $OUT/memcheck.txt)"
+  : > "$OUT/memcheck.txt"
+  for suite in $("$BIN/mox_test_cuda" --gtest_list_tests | grep -E '^[A-Za-z]' | tr -d '.'); do
+    timeout 900 compute-sanitizer --tool memcheck --error-exitcode 9 "$BIN/mox_test_cuda" --gtest_filter="$suite.*" \
+      >> "$OUT/memcheck.txt" 2>&1; echo "memcheck $suite: exit $?" | tee -a "$OUT/memcheck.txt"
+  done
 fi
 
 if has speed; then
