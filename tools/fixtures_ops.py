@@ -207,6 +207,19 @@ def loss_cases():
     cs.append(case("kl_div_log_target_sum", "kl_div", dict(reduction="sum", log_target=True),
                    dict(x=lp, y=torch.log_softmax(rnd(3, 5), 1)),
                    lambda x, y: F.kl_div(x, y, reduction="sum", log_target=True)))
+    # Hinton et al.'s distillation loss as it is written in PyTorch training scripts.
+    def distill(T, alpha):
+        return lambda x, teacher, target: (
+            alpha * T * T * F.kl_div(F.log_softmax(x / T, 1), F.softmax(teacher / T, 1), reduction="batchmean")
+            + (1 - alpha) * F.cross_entropy(x, target))
+    cs.append(case("distillation_T4", "distillation_loss", dict(temperature=4.0, alpha=0.7),
+                   dict(x=rnd(6, 5, lo=-3, hi=3), teacher=rnd(6, 5, lo=-4, hi=4),
+                        target=torch.tensor([0, 4, 2, 2, 1, 3])),
+                   distill(4.0, 0.7), fixed=("teacher",)))
+    cs.append(case("distillation_T1_alpha1", "distillation_loss", dict(temperature=1.0, alpha=1.0),
+                   dict(x=rnd(3, 7, lo=-2, hi=2), teacher=rnd(3, 7, lo=-2, hi=2),
+                        target=torch.tensor([6, 0, 1])),
+                   distill(1.0, 1.0), fixed=("teacher",)))
     return cs
 
 

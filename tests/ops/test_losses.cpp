@@ -241,5 +241,25 @@ TEST(Losses, MatchesPyTorchFixtures) {
   ops["kl_div"] = [](Inputs& in, const json& p, const json&) {
     return kl_div(in.at("x"), in.at("y"), p.at("reduction"), p.at("log_target"));
   };
+  ops["distillation_loss"] = [](Inputs& in, const json& p, const json&) {
+    return distillation_loss(in.at("x"), in.at("teacher"), in.at("target"), p.at("temperature"), p.at("alpha"));
+  };
   mox::testing::run_fixture_cases("losses.json", ops);
+}
+
+TEST(DistillationLoss, GradcheckTeacherConstantAndErrors) {
+  Generator g(8);
+  Tensor s = randn({4, 6}, &g, DType::F64).requires_grad_();
+  Tensor t = randn({4, 6}, &g, DType::F64).requires_grad_();
+  Tensor y = from_vector<int64_t>({1, 5, 0, 3}, {4});
+  EXPECT_TRUE(mox::testing::gradcheck(
+      [&](const std::vector<Tensor>& in) { return distillation_loss(in[0], t, y, 3.0, 0.6); }, {s}));
+  distillation_loss(s, t, y, 2.0, 0.5).backward();
+  EXPECT_FALSE(t.grad().defined()) << "the teacher must get no gradient";
+  // alpha = 0 is plain cross-entropy; identical logits give a zero soft term
+  EXPECT_NEAR(distillation_loss(s, t, y, 2.0, 0.0).item<double>(), cross_entropy(s, y).item<double>(), 1e-12);
+  EXPECT_NEAR(distillation_loss(s, s, y, 2.0, 1.0).item<double>(), 0.0, 1e-12);
+  EXPECT_THROW(distillation_loss(s, t, y, 0.0, 0.5), Error);
+  EXPECT_THROW(distillation_loss(s, t, y, 1.0, 1.5), Error);
+  EXPECT_THROW(distillation_loss(s, randn({4, 5}, &g, DType::F64), y, 1.0, 0.5), Error);
 }

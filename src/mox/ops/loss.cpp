@@ -334,4 +334,30 @@ Tensor kl_div(const Tensor& input, const Tensor& target, const std::string& redu
   return apply_reduction(pointwise, reduction, op);
 }
 
+Tensor distillation_loss(const Tensor& student_logits, const Tensor& teacher_logits, const Tensor& target,
+                         double temperature, double alpha) {
+  const char* op = "distillation_loss";
+  check_floating(student_logits, op, "student logits");
+  check_floating(teacher_logits, op, "teacher logits");
+  MOX_CHECK(student_logits.dim() == 2, op, "student logits must be [N, classes], got " + student_logits.desc());
+  MOX_CHECK(teacher_logits.shape() == student_logits.shape(), op,
+            "teacher logits " + teacher_logits.desc() + " must match the student's " + student_logits.desc());
+  MOX_CHECK(temperature > 0 && std::isfinite(temperature), op,
+            "temperature must be positive, got " + std::to_string(temperature));
+  MOX_CHECK(alpha >= 0 && alpha <= 1, op, "alpha must be in [0, 1], got " + std::to_string(alpha));
+  const double inv_t = 1.0 / temperature;
+  Tensor loss;
+  if (alpha > 0) {
+    // The teacher is a constant: no gradient flows into it.
+    Tensor soft = softmax(mul(teacher_logits.detach(), inv_t), 1);
+    Tensor kl = kl_div(log_softmax(mul(student_logits, inv_t), 1), soft, "batchmean");
+    loss = mul(kl, alpha * temperature * temperature);  // T^2 keeps the soft gradients' scale
+  }
+  if (alpha < 1) {
+    Tensor hard = mul(cross_entropy(student_logits, target), 1.0 - alpha);
+    loss = loss.defined() ? add(loss, hard) : hard;
+  }
+  return loss;
+}
+
 }  // namespace mox

@@ -186,6 +186,12 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& y,
 Tensor kl_div(const Tensor& input, const Tensor& target, const std::string& reduction = "mean",
               bool log_target = false);
 Tensor apply_reduction(const Tensor& losses, const std::string& reduction, const char* op);
+// Knowledge distillation (Hinton et al.): alpha * T^2 * KL(softmax(teacher / T) ||
+// softmax(student / T)) (batch mean) + (1 - alpha) * cross_entropy(student, target), the
+// teacher's logits treated as constants. Student and teacher logits [N, classes]; target
+// class indices [N] (unused when alpha = 1).
+Tensor distillation_loss(const Tensor& student_logits, const Tensor& teacher_logits, const Tensor& target,
+                         double temperature, double alpha);
 
 // ---------- attention (attention.cpp) ----------
 // softmax(q k^T * scale + mask) v in one fused kernel with its own backward, never forming
