@@ -18,4 +18,5 @@
 #include "mox/nn/layers/rnn.h"
 #include "mox/nn/layers/sequential.h"
 #include "mox/nn/module.h"
+#include "mox/nn/prune.h"
 #include "mox/nn/serialize.h"
