@@ -138,6 +138,27 @@ Tensor Trainer::forward_logits(const Tensor& x_in) {
   return out.dtype() == DType::BF16 || out.dtype() == DType::F16 ? out.to(DType::F32) : out;
 }
 
+Tensor teacher_logits(nn::Module& teacher, const Tensor& x_in, Device device) {
+  NoGradGuard ng;
+  const bool was_training = teacher.is_training();
+  teacher.eval();
+  Device td = kCPU;
+  for (const auto& p : teacher.parameters()) {
+    td = p.device();
+    break;
+  }
+  const Tensor x = x_in.device() == td ? x_in : x_in.to(td);
+  Tensor out;
+  auto* seq = dynamic_cast<nn::Sequential*>(&teacher);
+  if (seq && seq->size() > 0 && (*seq)[seq->size() - 1]->type_name() == "Softmax")
+    out = seq->forward_prefix(x, seq->size() - 1);
+  else
+    out = teacher.forward(x);
+  teacher.train(was_training);
+  if (out.dtype() != DType::F32 && out.dtype() != DType::F64) out = out.to(DType::F32);
+  return out.device() == device ? out : out.to(device);
+}
+
 Tensor Trainer::outputs_from_logits(const Tensor& logits) const {
   if (loss_.name == "cross_entropy") return softmax(logits, 1);
   if (loss_.name == "binary_cross_entropy") {
@@ -355,6 +376,11 @@ History Trainer::fit(std::shared_ptr<const data::Dataset> train, const FitOption
   MOX_CHECK(o.precision == DType::F32 || o.precision == DType::BF16 || o.precision == DType::F16, "fit",
             std::string("precision must be f32, bf16 or f16, got ") + dtype_name(o.precision));
   optim::GradScaler scaler(optim::GradScalerOptions{.enabled = o.precision == DType::F16});
+  if (o.teacher) {
+    MOX_CHECK(loss_.name == "cross_entropy", "fit", "distillation needs the cross_entropy loss, not " + loss_.name);
+    MOX_CHECK(o.distill_temperature > 0 && o.distill_alpha >= 0 && o.distill_alpha <= 1, "fit",
+              "distillation needs temperature > 0 and alpha in [0, 1]");
+  }
   if (o.precision == DType::F16 && !loss_scale_.scalars.empty()) scaler.load_state_dict(loss_scale_);
   struct Reset {
     const std::vector<CallbackPtr>** p;
@@ -380,7 +406,13 @@ History Trainer::fit(std::shared_ptr<const data::Dataset> train, const FitOption
       {
         StepAutocast ac(o.precision);  // bf16/f16: autocast over the forward pass and loss
         logits = forward_logits(b.input);
-        l = loss(logits, b.target);
+        if (o.teacher) {
+          const Tensor target = b.target.device() == logits.device() ? b.target : b.target.to(logits.device());
+          l = distillation_loss(logits, teacher_logits(*o.teacher, b.input, logits.device()), target,
+                                o.distill_temperature, o.distill_alpha);
+        } else {
+          l = loss(logits, b.target);
+        }
       }
       optimizer_->zero_grad();
       scaler.scale(l).backward();

@@ -59,6 +59,10 @@ const std::vector<std::string>& known_losses();
 
 class Trainer;
 
+// A teacher's logits for a batch (distillation): eval mode, no gradients, a trailing Softmax
+// skipped, the result on `device` in f32.
+Tensor teacher_logits(nn::Module& teacher, const Tensor& x, Device device);
+
 // Hooks into fit(), as Keras's callbacks. Every epoch's logs are final (and already in the
 // history) when on_epoch_end runs; a callback stops training with trainer.request_stop().
 class Callback {
@@ -104,6 +108,11 @@ struct FitOptions {
   // F32, or BF16/F16: autocast over each step's forward pass and loss (f32 master weights;
   // F16 also scales the loss). The device is the model's: move it first (model.to(device)).
   DType precision = DType::F32;
+  // Knowledge distillation (cross_entropy losses only): with a teacher, each batch's loss is
+  // ops::distillation_loss(student logits, teacher logits, labels, temperature, alpha); the
+  // teacher runs in eval mode without gradients (a trailing Softmax is skipped: its logits).
+  std::shared_ptr<nn::Module> teacher;
+  double distill_temperature = 4.0, distill_alpha = 0.9;
   std::vector<CallbackPtr> callbacks;
   // 0: silent; 1: progress bar (live on a terminal, one line per epoch otherwise);
   // 2: one line per epoch.
