@@ -223,9 +223,32 @@ def loss_cases():
     return cs
 
 
+def quant_cases():
+    """Fake quantisation (QAT's straight-through estimator): torch's per-tensor and
+    per-channel affine fake-quant, values and input gradients."""
+    cs = []
+    x = rnd(4, 6, lo=-3, hi=3)
+    x[0, 0], x[0, 1], x[1, 2] = 0.25, -0.75, 9.0  # ties (round half to even) and a clamped value
+    cs.append(case("fake_quant_tensor_int8", "fake_quantize", dict(scale=0.5, zero_point=3, qmin=-128, qmax=127),
+                   dict(x=x), lambda x: torch.fake_quantize_per_tensor_affine(x, 0.5, 3, -128, 127)))
+    cs.append(case("fake_quant_tensor_uint8_narrow", "fake_quantize",
+                   dict(scale=0.05, zero_point=10, qmin=0, qmax=50),
+                   dict(x=rnd(3, 5, lo=-1, hi=3)),
+                   lambda x: torch.fake_quantize_per_tensor_affine(x, 0.05, 10, 0, 50)))
+    scale = torch.tensor([0.1, 0.02, 0.5], dtype=torch.float64)
+    zp = torch.tensor([0, 2, -1], dtype=torch.int64)
+    cs.append(case("fake_quant_channel_axis0", "fake_quantize_per_channel",
+                   dict(axis=0, qmin=-8, qmax=7),
+                   dict(x=rnd(3, 4, lo=-2, hi=2), scale=scale, zero_point=zp),
+                   lambda x, scale, zero_point: torch.fake_quantize_per_channel_affine(
+                       x, scale.float(), zero_point.int(), 0, -8, 7), fixed=("scale",)))
+    return cs
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for name, cases in (("nn", nn_cases()), ("index", index_cases()), ("losses", loss_cases())):
+    for name, cases in (("nn", nn_cases()), ("index", index_cases()), ("losses", loss_cases()),
+                        ("quant", quant_cases())):
         path = os.path.join(OUT, name + ".json")
         with open(path, "w") as f:
             json.dump({"generator": "tools/fixtures_ops.py", "torch": torch.__version__,

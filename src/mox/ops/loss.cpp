@@ -334,6 +334,58 @@ Tensor kl_div(const Tensor& input, const Tensor& target, const std::string& redu
   return apply_reduction(pointwise, reduction, op);
 }
 
+namespace {
+
+// The fake-quant forward and its straight-through backward for scale/zero point tensors
+// already broadcastable to x.
+Tensor fake_quantize_impl(const Tensor& x, const Tensor& scale, const Tensor& zp, int64_t qmin, int64_t qmax,
+                          const char* op) {
+  check_floating(x, op, "input");
+  MOX_CHECK(qmin < qmax, op, "qmin must be below qmax, got " + std::to_string(qmin) + " and " + std::to_string(qmax));
+  Tensor out, keep;
+  {
+    NoGradGuard ng;
+    const DType dt = x.dtype();
+    Tensor s = scale.to(dt), z = zp.to(dt);
+    Tensor q = add(round(div(x.detach(), s)), z);  // round: half to even, as PyTorch
+    keep = mul(ge(q, double(qmin)).to(dt), le(q, double(qmax)).to(dt));
+    out = mul(sub(clamp(q, double(qmin), double(qmax)), z), s);
+  }
+  if (any_requires_grad({&x}))
+    record(out, op, {x}, [keep](const Tensor& g) -> std::vector<Tensor> { return {mul(g, keep)}; });
+  return out;
+}
+
+}  // namespace
+
+Tensor fake_quantize(const Tensor& x, double scale, int64_t zero_point, int64_t qmin, int64_t qmax) {
+  const char* op = "fake_quantize";
+  MOX_CHECK(x.defined(), op, "input is undefined");
+  MOX_CHECK(scale > 0 && std::isfinite(scale), op, "scale must be positive, got " + std::to_string(scale));
+  MOX_CHECK(zero_point >= qmin && zero_point <= qmax, op, "zero_point " + std::to_string(zero_point) +
+                                                          " is outside [qmin, qmax]");
+  const TensorOptions o(x.dtype(), x.device());
+  return fake_quantize_impl(x, full({}, scale, o), full({}, double(zero_point), o), qmin, qmax, op);
+}
+
+Tensor fake_quantize_per_channel(const Tensor& x, const Tensor& scale, const Tensor& zero_point, int64_t axis,
+                                 int64_t qmin, int64_t qmax) {
+  const char* op = "fake_quantize_per_channel";
+  MOX_CHECK(x.defined() && scale.defined() && zero_point.defined(), op, "input is undefined");
+  const int64_t d = axis < 0 ? axis + x.dim() : axis;
+  MOX_CHECK(d >= 0 && d < x.dim(), op, "axis " + std::to_string(axis) + " is out of range for " + x.desc());
+  const int64_t C = x.size(d);
+  MOX_CHECK(scale.dim() == 1 && scale.size(0) == C && is_floating(scale.dtype()), op,
+            "scale must be a floating [" + std::to_string(C) + "] tensor, got " + scale.desc());
+  MOX_CHECK(zero_point.dim() == 1 && zero_point.size(0) == C && !is_floating(zero_point.dtype()), op,
+            "zero_point must be an integer [" + std::to_string(C) + "] tensor, got " + zero_point.desc());
+  MOX_CHECK(gt(amin(scale.detach()), 0.0).item<uint8_t>() != 0, op, "every scale must be positive");
+  Shape bs(size_t(x.dim()), 1);
+  bs[size_t(d)] = C;
+  return fake_quantize_impl(x, scale.detach().to(x.device()).reshape(bs), zero_point.to(x.device()).reshape(bs),
+                            qmin, qmax, op);
+}
+
 Tensor distillation_loss(const Tensor& student_logits, const Tensor& teacher_logits, const Tensor& target,
                          double temperature, double alpha) {
   const char* op = "distillation_loss";

@@ -186,6 +186,14 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& y,
 Tensor kl_div(const Tensor& input, const Tensor& target, const std::string& reduction = "mean",
               bool log_target = false);
 Tensor apply_reduction(const Tensor& losses, const std::string& reduction, const char* op);
+// Fake quantisation for quantisation-aware training (PyTorch's fake_quantize_per_tensor_affine
+// / _per_channel_affine): q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax),
+// out = (q - zero_point) * scale; the straight-through estimator passes the gradient where
+// the rounded value fell inside [qmin, qmax] and blocks it where it was clamped.
+Tensor fake_quantize(const Tensor& x, double scale, int64_t zero_point, int64_t qmin, int64_t qmax);
+// Per channel along `axis`: scale (floating) and zero_point (integer) have x.size(axis) entries.
+Tensor fake_quantize_per_channel(const Tensor& x, const Tensor& scale, const Tensor& zero_point,
+                                 int64_t axis, int64_t qmin, int64_t qmax);
 // Knowledge distillation (Hinton et al.): alpha * T^2 * KL(softmax(teacher / T) ||
 // softmax(student / T)) (batch mean) + (1 - alpha) * cross_entropy(student, target), the
 // teacher's logits treated as constants. Student and teacher logits [N, classes]; target
