@@ -1,13 +1,13 @@
 #pragma once
-// The argument checks every backend's indexing kernels share (index_select/add, gather,
-// scatter_add), so that the CPU and the GPU reject the same calls with the same messages.
+// The argument checks the backends share (indexing, normalisation), so that the CPU and the
+// GPU reject the same calls with the same messages.
 #include <algorithm>
 #include <string>
 
 #include "mox/tensor/error.h"
 #include "mox/tensor/tensor.h"
 
-namespace mox::index_checks {
+namespace mox::arg_checks {
 
 // Splits a tensor's shape around `dim`: [outer, size(dim), inner].
 inline void split_dims(const Tensor& t, int64_t dim, int64_t& outer, int64_t& size, int64_t& inner) {
@@ -40,4 +40,20 @@ inline void check_index_shape(const Tensor& index, const Tensor& other, int64_t 
                           shape_str(other.shape()) + " in dim " + std::to_string(d));
 }
 
-}  // namespace mox::index_checks
+// Rows x n of a contiguous tensor over its last dim (a 1-D tensor is one row; the element
+// types a backend supports are its own check).
+inline void row_shape(const Tensor& x, const char* op, int64_t& rows, int64_t& n) {
+  if (!x.is_contiguous()) throw Error(op, "expects a contiguous [rows, n] tensor, got strided " + x.desc());
+  n = x.dim() == 0 ? 1 : x.size(-1);
+  rows = n == 0 ? 0 : x.numel() / n;
+}
+
+// An optional tensor that must be contiguous with ref's dtype and element count.
+inline void check_like(const Tensor& t, const Tensor& ref, const char* op, const char* what) {
+  if (!t.defined()) return;
+  if (t.dtype() != ref.dtype() || !t.is_contiguous() || t.numel() != ref.numel())
+    throw Error(op, std::string(what) + " must be a contiguous " + dtype_name(ref.dtype()) +
+                        " tensor with " + std::to_string(ref.numel()) + " elements, got " + t.desc());
+}
+
+}  // namespace mox::arg_checks

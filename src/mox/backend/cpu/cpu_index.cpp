@@ -12,13 +12,13 @@
 #include "mox/backend/cpu/convert.h"
 #include "mox/backend/cpu/cpu_backend.h"
 #include "mox/backend/cpu/loops.h"
-#include "mox/backend/index_checks.h"
+#include "mox/backend/arg_checks.h"
 
 namespace mox {
 
 namespace {
 
-using namespace index_checks;
+using namespace arg_checks;
 
 template <typename T> inline void add_into(T& d, T s) {
   if constexpr (cpu::is_half_v<T>)

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <limits>
 
+#include "mox/backend/arg_checks.h"
 #include "mox/backend/cpu/cpu_backend.h"
 #include "mox/backend/cpu/loops.h"
 #include "mox/backend/cpu/simd.h"
@@ -297,18 +298,10 @@ template <typename Fn> void parallel_rows(int64_t rows, int64_t n, int nt, Fn&& 
 void rows_cols(const Tensor& x, const char* op, int64_t& rows, int64_t& n) {
   if (x.dtype() != DType::F32 && x.dtype() != DType::F64)
     throw Error(op, "CPU kernel supports f32 and f64, got " + x.desc());
-  if (!x.is_contiguous()) throw Error(op, "expects a contiguous [rows, n] tensor, got strided " + x.desc());
-  n = x.dim() == 0 ? 1 : x.size(-1);
-  rows = n == 0 ? 0 : x.numel() / n;
+  arg_checks::row_shape(x, op, rows, n);
 }
 
-void check_like(const Tensor& t, const Tensor& ref, const char* op, const char* what) {
-  if (!t.defined()) return;
-  if (t.dtype() != ref.dtype() || !t.is_contiguous() || t.numel() != ref.numel())
-    throw Error(op, std::string(what) + " must be a contiguous " + dtype_name(ref.dtype()) +
-                        " tensor with " + std::to_string(ref.numel()) + " elements, got " +
-                        t.desc());
-}
+using arg_checks::check_like;
 
 template <typename T>
 void layer_norm_backward_impl(const Tensor& gy, const Tensor& x, const Tensor& w,

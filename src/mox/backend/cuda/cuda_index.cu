@@ -12,7 +12,7 @@
 
 #include "mox/backend/cuda/cuda_backend.h"
 #include "mox/backend/cuda/cuda_common.cuh"
-#include "mox/backend/index_checks.h"
+#include "mox/backend/arg_checks.h"
 
 namespace mox {
 
@@ -125,8 +125,8 @@ void check_bounds(const Tensor& index, int64_t dim, int64_t size, const char* op
                       " with size " + std::to_string(size));
 }
 
-// ---- shared checks: backend/index_checks.h, and check_dim ----
-using namespace index_checks;
+// ---- shared checks: backend/arg_checks.h, and check_dim ----
+using namespace arg_checks;
 
 void check_dim(const Tensor& t, int64_t dim, const char* op) {
   if (dim < 0 || dim >= std::max<int64_t>(t.dim(), 1))

@@ -19,6 +19,7 @@
 #include <string>
 
 #include "mox/backend/cuda/cuda_backend.h"
+#include "mox/backend/arg_checks.h"
 #include "mox/backend/cuda/cuda_common.cuh"
 
 namespace mox {
@@ -431,19 +432,10 @@ bool is_float_dtype(DType t) {
 void rows_cols(const Tensor& x, const char* op, int64_t& rows, int64_t& n) {
   if (!is_float_dtype(x.dtype()))
     throw Error(op, std::string("CUDA kernel supports f32, f64, bf16 and f16, got ") + x.desc());
-  if (!x.is_contiguous())
-    throw Error(op, "expects a contiguous [rows, n] tensor, got strided " + x.desc());
-  n = x.dim() == 0 ? 1 : x.size(-1);
-  rows = n == 0 ? 0 : x.numel() / n;
+  arg_checks::row_shape(x, op, rows, n);
 }
 
-void check_like(const Tensor& t, const Tensor& ref, const char* op, const char* what) {
-  if (!t.defined()) return;
-  if (t.dtype() != ref.dtype() || !t.is_contiguous() || t.numel() != ref.numel())
-    throw Error(op, std::string(what) + " must be a contiguous " + dtype_name(ref.dtype()) +
-                        " tensor with " + std::to_string(ref.numel()) + " elements, got " +
-                        t.desc());
-}
+using arg_checks::check_like;
 
 // An optional [count] tensor of dtype `like` or f32 (statistics, weights).
 template <typename T>
