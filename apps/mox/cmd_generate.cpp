@@ -19,6 +19,7 @@
 #include "mox/backend/backend.h"
 #include "mox/data/text/bpe.h"
 #include "mox/data/text/text_tokenizer.h"
+#include "mox/train/compress.h"
 #include "mox/nn/models/generate.h"
 #include "mox/nn/models/gpt_io.h"
 #include "mox/tensor/error.h"
@@ -138,7 +139,8 @@ Command add_generate_command(CLI::App& parent) {
             if (threads > 0) set_num_threads(int(threads));
 
             if (!fs::is_directory(a->model)) throw Error("--model", a->model + ": no such folder");
-            std::shared_ptr<nn::GPT> model = nn::load_gpt(a->model);
+            // A float GPT, or one quantised by mox quantize (w8 / w4 / dynamic-int8).
+            std::shared_ptr<nn::GPT> model = train::load_gpt_run(a->model);
             train::Compute compute;
             train::override_compute(compute, a->device, a->precision);
             model->to(compute.device);

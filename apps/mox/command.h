@@ -33,5 +33,9 @@ Command add_pretrain_command(CLI::App& parent);
 Command add_finetune_command(CLI::App& parent);
 Command add_generate_command(CLI::App& parent);
 Command add_export_command(CLI::App& parent);
+Command add_quantize_command(CLI::App& parent);
+Command add_prune_command(CLI::App& parent);
+Command add_distill_command(CLI::App& parent);
+Command add_compress_report_command(CLI::App& parent);
 
 }  // namespace mox::cli

@@ -43,7 +43,9 @@ int main(int argc, char** argv) {
       mox::cli::add_summary_command(app), mox::cli::add_tokenizer_command(app),
       mox::cli::add_pretrain_command(app), mox::cli::add_finetune_command(app),
       mox::cli::add_generate_command(app),
-      mox::cli::add_export_command(app)};
+      mox::cli::add_export_command(app), mox::cli::add_quantize_command(app),
+      mox::cli::add_prune_command(app), mox::cli::add_distill_command(app),
+      mox::cli::add_compress_report_command(app)};
 
   try {
     app.parse(argc, argv);

@@ -42,8 +42,8 @@ int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t pad, bool ceil_m
 }
 
 // Checks a pooling call and returns the output shape (input [N,C,H,W] or [C,H,W]).
-Shape pool_shape(const Tensor& x, const Pool2dParams& p, const char* op) {
-  check_floating(x, op, "input");
+Shape pool_shape(const Tensor& x, const Pool2dParams& p, const char* op, bool allow_u8 = false) {
+  if (!(allow_u8 && x.dtype() == DType::U8)) check_floating(x, op, "input");
   if (x.dim() != 3 && x.dim() != 4)
     throw Error(op, "expected input [N, C, H, W] or [C, H, W], got " + x.desc());
   if (p.kh <= 0 || p.kw <= 0 || p.stride_h <= 0 || p.stride_w <= 0 || p.pad_h < 0 || p.pad_w < 0)
@@ -208,7 +208,8 @@ ValuesIndices max_pool2d_with_indices(const Tensor& x, const Pool2dParams& p) {
 
 Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   if (any_requires_grad({&x})) return max_pool2d_with_indices(x, p).values;
-  Shape os = pool_shape(x, p, "max_pool2d");
+  // u8 on the CPU: quantised activations (the max commutes with their monotone dequantisation).
+  Shape os = pool_shape(x, p, "max_pool2d", x.device().is_cpu());
   if (is_half(x.dtype())) return max_pool2d(x.to(DType::F32), p).to(x.dtype());
   Tensor out = empty(os, TensorOptions(x.dtype(), x.device()));
   backend_for(x).max_pool2d(plain(x), out, Tensor(), p);  // no indices needed without grad

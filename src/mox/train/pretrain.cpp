@@ -21,6 +21,7 @@
 #include "mox/nn/serialize.h"
 #include "mox/optim/optim.h"
 #include "mox/train/history.h"
+#include "mox/train/compress.h"
 #include "mox/train/compute.h"
 #include "mox/train/progress.h"
 #include "mox/train/report.h"
@@ -330,7 +331,22 @@ struct LanguageModel {
   Tensor loss(const data::TokenFile& f, int64_t B, Generator& gen) {
     Tensor x, y;
     random_windows(f, B, bert ? T - 1 : T, gen, x, y);
-    return bert ? mlm_loss(x, gen) : lm_loss(x, y);
+    if (bert) return mlm_loss(x, gen);
+    return teacher ? distill_loss(x, y) : lm_loss(x, y);
+  }
+  // Knowledge distillation from a larger GPT (the teacher runs without gradients, in eval mode).
+  std::shared_ptr<nn::GPT> teacher;
+  double temperature = 2.0, alpha = 0.5;
+  Tensor distill_loss(const Tensor& x, const Tensor& y) {
+    const int64_t n = x.size(0) * x.size(1);
+    Tensor t;
+    {
+      NoGradGuard ng;
+      t = teacher->forward(x.to(compute.device)).reshape({n, vocab}).to(DType::F32);
+    }
+    StepAutocast ac(compute.precision);
+    Tensor logits = gpt->forward(x.to(compute.device));
+    return distillation_loss(logits.reshape({n, vocab}), t, y.to(compute.device).reshape({n}), temperature, alpha);
   }
   Tensor lm_loss(const Tensor& x, const Tensor& y) {
     const int64_t n = x.size(0) * x.size(1);
@@ -566,6 +582,20 @@ PretrainResult run_pretrain(const std::string& config_path, const PretrainOption
   manual_seed(tc.seed);
   LanguageModel lm = make_model(cfg, train_tokens.vocab_size());
   lm.compute = tc.compute;
+  if (!options.teacher_dir.empty()) {
+    MOX_CHECK(lm.gpt != nullptr, "pretrain", "distillation (a teacher) is supported for GPT students");
+    lm.teacher = load_gpt_run(options.teacher_dir);
+    lm.teacher->eval();
+    lm.teacher->to(tc.compute.device);
+    MOX_CHECK(lm.teacher->config().vocab_size == lm.vocab, options.teacher_dir,
+              "the teacher's vocabulary (" + std::to_string(lm.teacher->config().vocab_size) +
+                  ") differs from the student's (" + std::to_string(lm.vocab) + "): use the same tokenizer");
+    lm.temperature = options.distill_temperature;
+    lm.alpha = options.distill_alpha;
+    if (log)
+      *log << "distilling from " << options.teacher_dir << " (" << lm.teacher->config().num_parameters()
+           << " parameters), temperature " << lm.temperature << ", alpha " << lm.alpha << "\n";
+  }
   nn::Module* model = &lm.module();
   model->to(tc.compute.device);  // before the optimiser: its state lives next to the weights
   const int64_t T = lm.T, B = tc.batch_size, params = lm.params;
@@ -716,6 +746,8 @@ PretrainResult run_pretrain(const std::string& config_path, const PretrainOption
                        {"device", tc.compute.device.str()},
                        {"precision", dtype_name(tc.compute.precision)},
                        {"seed", tc.seed}};
+  if (lm.teacher)
+    sj["distillation"] = {{"teacher", options.teacher_dir}, {"temperature", lm.temperature}, {"alpha", lm.alpha}};
   io::write_file_atomic(run_dir + "/summary.json", sj.dump(2) + "\n");
 
   ReportInput ri;
@@ -741,6 +773,20 @@ PretrainResult run_pretrain(const std::string& config_path, const PretrainOption
          << "/ (model.safetensors, model.json, tokenizer/, history.csv, summary.json, report.html)\n"
          << std::flush;
   return r;
+}
+
+double gpt_validation_loss(std::shared_ptr<nn::GPT> model, const std::string& dir, int64_t batch) {
+  const std::string path = (fs::path(dir) / "data" / "val.tok").string();
+  MOX_CHECK(fs::exists(path), dir, "no data/val.tok: not a mox pretrain run folder");
+  data::TokenFile val = data::TokenFile::open(path);
+  LanguageModel lm;
+  lm.kind = "gpt";
+  lm.gpt = std::move(model);
+  lm.T = lm.gpt->config().block_size;
+  lm.vocab = lm.gpt->config().vocab_size;
+  MOX_CHECK(val.vocab_size() <= lm.vocab, path,
+            "token ids up to " + std::to_string(val.vocab_size()) + " exceed the model's vocabulary");
+  return evaluate(lm, val, batch, 0, 0);
 }
 
 }  // namespace mox::train

@@ -31,12 +31,14 @@
 // bit, because each step's windows and masks are drawn from (seed, step)).
 #include <cstdint>
 #include <iosfwd>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "mox/io/config.h"
 #include "mox/nn/models/bert.h"
+#include "mox/nn/models/gpt.h"
 
 namespace mox::train {
 
@@ -57,6 +59,11 @@ struct PretrainOptions {
   std::string device, precision;       // override train.device / train.precision when set
   std::ostream* log = nullptr;         // progress; silent when null
   bool interactive = false;            // live progress line (a terminal)
+  // Knowledge distillation (`mox distill`, GPT students): a trained GPT run folder; training
+  // batches then use distillation_loss(student, teacher, next tokens, temperature, alpha)
+  // (validation stays plain next-token cross-entropy). Same tokenizer required.
+  std::string teacher_dir;
+  double distill_temperature = 2.0, distill_alpha = 0.5;
 };
 
 struct PretrainResult {
@@ -69,5 +76,9 @@ struct PretrainResult {
 };
 
 PretrainResult run_pretrain(const std::string& config_path, const PretrainOptions& options);
+
+// Mean next-token cross-entropy of a GPT over every block_size window of a pretrain run
+// folder's validation split (`dir`/data/val.tok), as pre-training reports val_loss.
+double gpt_validation_loss(std::shared_ptr<nn::GPT> model, const std::string& dir, int64_t batch = 32);
 
 }  // namespace mox::train

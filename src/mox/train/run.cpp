@@ -9,6 +9,8 @@
 #include <sstream>
 
 #include "mox/backend/backend.h"
+#include "mox/compress/quantize.h"
+#include "mox/compress/sparse.h"
 #include "mox/data/split.h"
 #include "mox/io/file_util.h"
 #include "mox/nn/models/build_model.h"
@@ -18,7 +20,9 @@
 #include "mox/ops/ops.h"
 #include "mox/optim/optim.h"
 #include "mox/tensor/generator.h"
+#include "mox/train/compress.h"
 #include "mox/train/metrics.h"
+#include "mox/train/pretrain.h"
 #include "mox/train/report.h"
 
 namespace mox::train {
@@ -339,6 +343,15 @@ TrainResult run_train(const TrainOptions& o) {
     log_line(log, "resuming " + run_dir + " at epoch " + std::to_string(e.trainer->epoch() + 1) + ", step " +
                       std::to_string(e.trainer->batch_in_epoch()));
   }
+  if (!o.teacher_dir.empty()) {
+    LoadedRun teacher = load_run(o.teacher_dir, "f32", o.device);
+    e.fit.teacher = teacher.model;
+    e.fit.distill_temperature = o.distill_temperature;
+    e.fit.distill_alpha = o.distill_alpha;
+    log_line(log, "distilling from " + o.teacher_dir + " (" + nn::group_thousands(teacher.model->num_parameters()) +
+                      " parameters), temperature " + std::to_string(o.distill_temperature) + ", alpha " +
+                      std::to_string(o.distill_alpha));
+  }
   e.fit.callbacks.push_back(std::make_shared<CSVLogger>((fs::path(run_dir) / "history.csv").string()));
   e.fit.callbacks.push_back(std::make_shared<Checkpointer>(ckpt, o.save_every));
   log_line(log, "model " + config.model.name + ": " + nn::group_thousands(summary.total_params) + " parameters, " +
@@ -409,6 +422,8 @@ TrainResult run_train(const TrainOptions& o) {
     sj["early_stopping"] = {{"stopped_epoch", e.early_stopping->stopped_epoch()},
                             {"best_epoch", e.early_stopping->best_epoch()}};
   }
+  if (!o.teacher_dir.empty())
+    sj["distillation"] = {{"teacher", o.teacher_dir}, {"temperature", o.distill_temperature}, {"alpha", o.distill_alpha}};
   sj["mox_version"] = MOX_VERSION;
   sj["finished"] = now_string();
   std::string summary_json = sj.dump(2) + "\n";
@@ -472,8 +487,20 @@ LoadedRun load_run(const std::string& run_dir, const std::string& precision, con
   r.config = io::load_config(cfg);
   r.preprocess = data::Preprocessor::load(run_dir);
   r.model = nn::build_model(r.config.model);
+  // A quantised run (mox quantize): its int8 / block layers replace the float ones first.
+  const fs::path qjson = fs::path(run_dir) / "quantization.json";
+  if (fs::exists(qjson)) {
+    MOX_CHECK(precision == "f32", run_dir, "is quantised: it runs as saved (--precision f32)");
+    json layout;
+    try {
+      layout = json::parse(io::read_file(qjson.string()));
+    } catch (const json::exception& e) {
+      throw Error(qjson.string(), e.what());
+    }
+    compress::apply_quantization_layout(*r.model, layout, qjson.string());
+  }
   if (fs::exists(weights)) {
-    nn::load_state_dict(*r.model, weights);
+    compress::load_state_dict_any(*r.model, weights);  // dense, or sparse (mox prune)
   } else {
     // A run that has not finished: its last checkpoint.
     const std::string ck = (fs::path(run_dir) / "checkpoint" / "model.safetensors").string();
@@ -487,7 +514,11 @@ LoadedRun load_run(const std::string& run_dir, const std::string& precision, con
     loss = r.preprocess.task == data::Task::Regression ? "mse" : width == 1 ? "binary_cross_entropy" : "cross_entropy";
   LossSpec spec = parse_loss(loss);
   r.task = spec.classification() ? "classification" : "regression";
-  auto opt = std::make_shared<optim::SGD>(r.model->parameters(), optim::SGDOptions(1.0));
+  // The Trainer serves evaluate / predict here; it wants an optimiser. A fully quantised model
+  // has no float parameters: it gets a placeholder that is never stepped.
+  std::vector<Tensor> params = r.model->parameters();
+  if (params.empty()) params.push_back(zeros({1}).requires_grad_(true));
+  auto opt = std::make_shared<optim::SGD>(params, optim::SGDOptions(1.0));
   r.trainer = std::make_shared<Trainer>(r.model, opt, spec);
   r.class_names = r.preprocess.class_names;
   // bf16: the dense layers' weights (their products run on bf16 matrix units); convolutions
@@ -504,6 +535,22 @@ LoadedRun load_run(const std::string& run_dir, const std::string& precision, con
 }
 
 EvalOutput run_eval(const EvalOptions& o) {
+  if (is_gpt_run(o.run_dir)) {
+    // A language-model run (mox pretrain / quantize): next-token loss over its validation split.
+    MOX_CHECK(o.split == "val" || o.split == "test", "eval", "a GPT run is evaluated on its validation split");
+    const double t0 = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    const double loss = gpt_validation_loss(load_gpt_run(o.run_dir), o.run_dir, std::min<int64_t>(o.batch_size, 64));
+    EvalOutput out;
+    out.split = "val";
+    out.result.metrics = {{"val_loss", loss}, {"val_perplexity", std::exp(loss)}};
+    out.result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count() - t0;
+    json j;
+    j["run"] = o.run_dir;
+    j["split"] = "val";
+    j["metrics"] = metrics_json(out.result.metrics);
+    out.json = j.dump(2) + "\n";
+    return out;
+  }
   LoadedRun run = load_run(o.run_dir, o.precision, o.device);
   const std::string cfg = (fs::path(o.run_dir) / "config.toml").string();
   std::vector<std::string> sets;

@@ -79,6 +79,10 @@ struct TrainOptions {
   int verbose = 1;
   std::ostream* out = nullptr;           // std::cout when null
   std::string device, precision;         // --device / --precision (override [train])
+  // Knowledge distillation (`mox distill`): the run folder of a trained teacher; each batch's
+  // loss becomes distillation_loss(student, teacher, labels, temperature, alpha).
+  std::string teacher_dir;
+  double distill_temperature = 4.0, distill_alpha = 0.9;
 };
 
 struct TrainResult {

@@ -1,6 +1,6 @@
 // Max and average 2-D pooling over the last two dimensions (planes, H, W), forward and
-// backward, f32/f64. Threads split the planes; max pooling records the argmax of each window
-// (as h*W+w) for its backward pass.
+// backward, f32/f64 (max pooling's forward also u8, for quantised CNNs). Threads split the
+// planes; max pooling records the argmax of each window (as h*W+w) for its backward pass.
 #include <omp.h>
 
 #include <algorithm>
@@ -176,6 +176,36 @@ void max_pool_planes(const float* x, const PoolGeom& g, const Pool2dParams& p, f
                      int64_t* id, int64_t pl0, int64_t pl1) {
   max_pool_planes_f32(x, g, p, y, id, pl0, pl1);
 }
+// u8 (quantised CNN activations: max commutes with the monotone dequantisation). Padding is
+// never a candidate (only in-image taps compete), so the running maximum starts at 0.
+MOX_SIMD void max_pool_planes_u8(const uint8_t* x, const PoolGeom& g, const Pool2dParams& p,
+                                 uint8_t* y, int64_t* id, int64_t pl0, int64_t pl1) {
+  const bool two = p.kh == 2 && p.kw == 2 && p.stride_h == 2 && p.stride_w == 2 &&
+                   p.pad_h == 0 && p.pad_w == 0 && 2 * g.Ho <= g.H && 2 * g.Wo <= g.W;
+  for (int64_t pl = pl0; pl < pl1; pl++) {
+    const int64_t o = pl * g.Ho * g.Wo;
+    const uint8_t* xp = x + pl * g.H * g.W;
+    if (two && !id) {
+      // 2x2 stride 2 without indices (inference): a branch-free loop that vectorises.
+      for (int64_t oh = 0; oh < g.Ho; oh++) {
+        const uint8_t* __restrict r0 = xp + 2 * oh * g.W;
+        const uint8_t* __restrict r1 = r0 + g.W;
+        uint8_t* __restrict yo = y + o + oh * g.Wo;
+        for (int64_t ow = 0; ow < g.Wo; ow++) {
+          const uint8_t a = r0[2 * ow] > r0[2 * ow + 1] ? r0[2 * ow] : r0[2 * ow + 1];
+          const uint8_t b = r1[2 * ow] > r1[2 * ow + 1] ? r1[2 * ow] : r1[2 * ow + 1];
+          yo[ow] = a > b ? a : b;
+        }
+      }
+    } else {
+      max_pool_plane(xp, g, p, y + o, id ? id + o : nullptr);
+    }
+  }
+}
+void max_pool_planes(const uint8_t* x, const PoolGeom& g, const Pool2dParams& p, uint8_t* y,
+                     int64_t* id, int64_t pl0, int64_t pl1) {
+  max_pool_planes_u8(x, g, p, y, id, pl0, pl1);
+}
 
 // x (planes,H,W) -> y (planes,Ho,Wo), idx (planes,Ho,Wo) = argmax as h*W+w
 template <typename T>
@@ -276,10 +306,12 @@ using cpu::conv::check_float;
 
 void CpuBackend::max_pool2d(const Tensor& x, const Tensor& out, const Tensor& indices,
                             const Pool2dParams& p) {
-  check_float(x, "max_pool2d");
+  if (x.dtype() != DType::U8) check_float(x, "max_pool2d");
   check_contig(x, "max_pool2d", "input");
   if (x.dtype() == DType::F32)
     max_pool_forward<float>(x, out, indices, p);
+  else if (x.dtype() == DType::U8)
+    max_pool_forward<uint8_t>(x, out, indices, p);
   else
     max_pool_forward<double>(x, out, indices, p);
 }

@@ -17,6 +17,12 @@ Linear::Linear(int64_t in, int64_t out, bool with_bias) : in_features(in), out_f
   reset_parameters();
 }
 
+Linear::Linear(int64_t in, int64_t out, NoParameters) : in_features(in), out_features(out) {
+  MOX_CHECK(in > 0 && out > 0, "Linear",
+            "features must be positive, got in=" + std::to_string(in) +
+                " out=" + std::to_string(out));
+}
+
 void Linear::reset_parameters(Generator* gen) {
   init::kaiming_uniform_(weight, std::sqrt(5.0), init::FanMode::FanIn, "leaky_relu", gen);
   if (bias.defined()) {

@@ -18,6 +18,13 @@ class Linear : public Module {
   int64_t in_features, out_features;
   Tensor weight;  // [out, in]
   Tensor bias;    // [out], undefined when built without bias
+
+ protected:
+  // For subclasses that hold the weight in another form (compress/: quantised Linears):
+  // registers nothing; `weight` stays undefined, so models that fuse a Linear's product
+  // into an epilogue (GPT) call forward() instead.
+  struct NoParameters {};
+  Linear(int64_t in_features, int64_t out_features, NoParameters);
 };
 
 }  // namespace mox::nn

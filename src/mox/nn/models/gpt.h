@@ -34,20 +34,31 @@ struct GPTConfig {
   // (the exact erf form, PyTorch's nn.GELU() default, as nanoGPT uses).
   std::string activation = "gelu_tanh";
   double layer_norm_eps = 1e-5;
+  // Per-layer widths of a structurally pruned GPT (compress/structured.h); empty = the
+  // defaults everywhere. layer_heads[l]: attention heads of layer l (n_head), each of size
+  // head_dim() = n_embd / n_head, so layer l's attention is layer_heads[l] * head_dim() wide
+  // (c_attn [3 * width, n_embd], c_proj [n_embd, width]). layer_mlp[l]: MLP hidden units of
+  // layer l (4 * n_embd): c_fc [layer_mlp[l], n_embd], c_proj [n_embd, layer_mlp[l]].
+  std::vector<int64_t> layer_heads, layer_mlp;
   void validate() const;       // throws mox::Error naming the field
   // Parameters of the model this config describes (tied embeddings counted once).
   int64_t num_parameters() const;
+  int64_t head_dim() const { return n_embd / n_head; }
+  int64_t heads(int64_t layer) const { return layer_heads.empty() ? n_head : layer_heads.at(size_t(layer)); }
+  int64_t mlp_width(int64_t layer) const { return layer_mlp.empty() ? 4 * n_embd : layer_mlp.at(size_t(layer)); }
 };
 
 // mox's model.json for a GPT: {"type": "gpt", "n_layer": .., "n_head": .., "n_embd": ..,
 // "block_size": .., "vocab_size": .., "dropout": .., "bias": .., "tie_embeddings": ..,
-// "activation": .., "layer_norm_eps": ..}. from_json: missing keys keep the defaults, a wrong
+// "activation": .., "layer_norm_eps": .., "layer_heads": [..], "layer_mlp": [..]} (the last two
+// written only when set, so unpruned models keep GPT-2's keys). from_json: missing keys keep the defaults, a wrong
 // type or value throws mox::Error naming `where` and the key.
 nlohmann::json gpt_config_to_json(const GPTConfig& c);
 GPTConfig gpt_config_from_json(const nlohmann::json& j, const std::string& where);
 
 // Keys and values of the positions a GPT has already seen, for generation one token at a time
-// (GPT::forward_cached). Per layer, k[l] and v[l] are [B, H, block_size, D] buffers of which
+// (GPT::forward_cached). Per layer, k[l] and v[l] are [B, H_l, block_size, D] buffers (H_l:
+// the layer's heads, GPTConfig::heads(l)) of which
 // the first `length` slots are filled. Rows of a batch share the slots: prompts of different
 // lengths are left-padded, `pad` (i64 [B]) says how many leading slots of each row are
 // padding; row b's token in slot s has position s - pad[b], and its padded slots are hidden
@@ -64,7 +75,8 @@ struct KVCache {
 
 class CausalSelfAttention : public Module {
  public:
-  explicit CausalSelfAttention(const GPTConfig& c);
+  // Layer `layer` of c: c.heads(layer) heads of c.head_dim().
+  explicit CausalSelfAttention(const GPTConfig& c, int64_t layer = 0);
   Tensor forward(const Tensor& x) override;  // [B, T, C] -> [B, T, C]
   // Inference over a cache (under NoGradGuard): x [B, t, C] holds the new positions; their
   // keys and values are written into k_cache/v_cache ([B, H, S, D]) at slots
@@ -78,13 +90,13 @@ class CausalSelfAttention : public Module {
   std::string type_name() const override { return "CausalSelfAttention"; }
   std::shared_ptr<Linear> c_attn, c_proj;
   std::shared_ptr<Dropout> resid_dropout;
-  int64_t n_head, n_embd;
+  int64_t n_head, n_embd, head_dim;  // this layer's heads; attention width n_head * head_dim
   double attn_dropout;
 };
 
 class GPTMLP : public Module {
  public:
-  explicit GPTMLP(const GPTConfig& c);
+  explicit GPTMLP(const GPTConfig& c, int64_t layer = 0);  // c.mlp_width(layer) hidden units
   Tensor forward(const Tensor& x) override;
   Tensor forward_residual(const Tensor& x, const Tensor& residual);  // residual + forward(x)
   std::string type_name() const override { return "MLP"; }
@@ -95,7 +107,7 @@ class GPTMLP : public Module {
 
 class GPTBlock : public Module {
  public:
-  explicit GPTBlock(const GPTConfig& c);
+  explicit GPTBlock(const GPTConfig& c, int64_t layer = 0);
   Tensor forward(const Tensor& x) override;  // x + attn(ln_1(x)), then + mlp(ln_2(.))
   Tensor forward_cached(const Tensor& x, const Tensor& k_cache, const Tensor& v_cache,
                         int64_t length, const Tensor& mask);  // see CausalSelfAttention
@@ -121,6 +133,11 @@ class GPT : public Module {
   // does not match the cache or length + t > block_size (the caller starts a new cache).
   Tensor forward_cached(const Tensor& idx, KVCache& cache, bool last_only = true);
   const GPTConfig& config() const { return config_; }
+  // Replaces the config after the blocks' widths were changed in place (structured pruning,
+  // compress/structured.h, swaps c_attn/c_proj/c_fc for narrower Linears). Only layer_heads
+  // and layer_mlp may differ from the current config; every block must already have the
+  // widths c describes (else mox::Error naming the layer).
+  void set_config(const GPTConfig& c);
 
   std::shared_ptr<Module> transformer;  // wte, wpe, drop, h.<i>, ln_f
   std::shared_ptr<Embedding> wte, wpe;

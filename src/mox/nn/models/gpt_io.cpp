@@ -263,6 +263,9 @@ void save_gpt(const GPT& model, const std::string& dir) {
 void save_gpt_hf(const GPT& model, const std::string& dir) {
   MOX_CHECK(model.config().bias, dir,
             "a GPT with bias = false has no Hugging Face GPT-2 layout (GPT-2 has biases): export it with --layout mox");
+  MOX_CHECK(model.config().layer_heads.empty() && model.config().layer_mlp.empty(), dir,
+            "a GPT with pruned attention heads or MLP units (layer_heads / layer_mlp) has no Hugging Face "
+            "GPT-2 layout (GPT-2's layers all have n_head heads and 4 * n_embd MLP units): export it with --layout mox");
   fs::create_directories(dir);
   const fs::path d(dir);
   io::NamedTensors tensors;

@@ -49,6 +49,7 @@ void save_gpt(const GPT& model, const std::string& dir);
 // HF layout: config.json + model.safetensors with "transformer.*" names and Conv1D weights
 // [in, out], no lm_head.weight when tied (as save_pretrained writes it), metadata
 // {"format": "pt"} (from_pretrained requires it). Readable by GPT2LMHeadModel.from_pretrained.
+// Refused (mox::Error) for a GPT with per-layer widths (GPTConfig::layer_heads / layer_mlp).
 void save_gpt_hf(const GPT& model, const std::string& dir);
 
 // True for the names of the four Conv1D weights of a block ("....attn.c_attn.weight",

@@ -1,0 +1,116 @@
+#pragma once
+// CPU int8 kernels for post-training quantised inference (ops/quant.h is the public API):
+// u8 x s8 products accumulated exactly in int32, with the dequantisation / requantisation
+// epilogue fused. Free functions in mox::cpu (not Backend virtuals: int8 runs on the CPU only).
+//
+// Formats:
+// - Activations A: u8 [M, K] rows (row stride lda >= K), one zero point `a_zp` for all rows.
+//   (Symmetric per-row s8 activations are passed as u8 = s8 + 128 with a_zp = 128: exact.)
+// - Weights: QGemmWeights, s8 [N, K] with K zero-padded to Kp (a multiple of 64) so that
+//   the kernel's inner loop has no remainder, plus rowsum[n] = sum_k w[n, k] (the zero-point
+//   correction: sum_k (a - zp) w = sum_k a w - zp * rowsum).
+// - Epilogue, for output (m, n):
+//     acc = sum_k a[m,k] w[n,k] - a_zp * rowsum[n]                          (int32, exact)
+//     y   = acc * (a_scale[m or 0] * w_scale[n]) + bias[n]                   (f32)
+//     y   = max(y, 0) if relu
+//     f32 output: y;  u8 output: clamp(round_half_even(y / out_scale) + out_zp, 0, 255)
+//   written at out[m * out_rs + n * out_cs] (conv writes NCHW directly: out_rs 1, out_cs P).
+// Paths: oneDNN's int8 matmul (MOX_HAVE_DNNL, on unless MOX_DNNL=0 or
+// set_int8_dnnl_enabled(false)), else mox's own kernel: portable C++ dot products that GCC
+// vectorises, compiled three times (AVX-512 VNNI -> vpdpbusd, AVX2 -> vpmaddwd, baseline
+// SSE2) and picked at run time from the CPU's features; OpenMP over row blocks.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mox::cpu {
+
+struct QGemmWeights {
+  int64_t N = 0, K = 0, Kp = 0;
+  std::vector<int8_t> w;         // [N, Kp], zero padded
+  std::vector<int32_t> rowsum;   // [N]
+  std::vector<int8_t> wt;        // [K, N] (row-major), for oneDNN's brgemm kernels
+  std::vector<int8_t> wdense;    // [N, K] unpadded (oneDNN's convolution product)
+  std::shared_ptr<void> dnnl;    // oneDNN-private state (created lazily, thread safe)
+};
+// Packs s8 weights w [N, K] (row stride ldw) for qgemm_u8s8.
+std::shared_ptr<QGemmWeights> qgemm_pack_weights(const int8_t* w, int64_t N, int64_t K, int64_t ldw);
+
+struct QGemmEpilogue {
+  const float* a_scale = nullptr;  // [batch * M] when a_scale_per_row, else [1]
+  bool a_scale_per_row = false;
+  int32_t a_zp = 0;
+  const float* w_scale = nullptr;  // [N]
+  const float* bias = nullptr;     // [N] or null
+  bool relu = false;
+  bool requantize = false;  // u8 output
+  float out_scale = 1;
+  int32_t out_zp = 0;
+};
+
+// out (f32 or u8 per ep.requantize) = epilogue(a [M, K] (lda) x w^T). `batch` > 1 runs
+// `batch` independent products: a advances by a_bs elements, out by out_bs elements.
+void qgemm_u8s8(int64_t batch, int64_t M, const uint8_t* a, int64_t lda, int64_t a_bs,
+                const QGemmWeights& w, const QGemmEpilogue& ep, void* out, int64_t out_rs,
+                int64_t out_cs, int64_t out_bs);
+
+// The row layout qgemm_u8s8 wants for A with `rows` = batch * M rows: true: dense rows
+// (lda = K, oneDNN's brgemm kernels need them), false: rows padded to w.Kp (the own kernel
+// reads Kp bytes per row; padding bytes may hold anything since the packed weights are 0 there).
+// Either layout is accepted; the other one costs a copy.
+bool qgemm_wants_dense(const QGemmWeights& w, int64_t rows);
+
+// Quantisation helpers (vectorised, OpenMP above a size threshold).
+// min and max of x[0..n) (0, 0 for n == 0).
+void minmax_f32(const float* x, int64_t n, float& mn, float& mx);
+// q[i] = clamp(round_half_even(x[i] / scale) + zp, 0, 255) for a [rows, n] block:
+// x row stride ldx, q row stride ldq; q's columns [n, ldq) are set to `pad`.
+void quantize_rows_u8(const float* x, int64_t rows, int64_t n, int64_t ldx, float scale,
+                      int32_t zp, uint8_t* q, int64_t ldq, uint8_t pad);
+// Symmetric per row: scale[r] = max|x_r| / 127 (1 if 0); q = clamp(round_half_even(x / scale),
+// -127, 127) + 128 stored as u8 (zero point 128). Padding columns are 128.
+void quantize_rows_sym_u8(const float* x, int64_t rows, int64_t n, int64_t ldx, float* scale,
+                          uint8_t* q, int64_t ldq);
+
+// Path control (for tests and benchmarks).
+bool int8_dnnl_available();          // built with oneDNN
+void set_int8_dnnl_enabled(bool on);  // default: available and MOX_DNNL != 0
+bool int8_dnnl_enabled();
+// The own kernel's instruction set: "avx512vnni", "avx2" or "baseline" (the best the CPU
+// has, capped by set_int8_isa_cap: 0 baseline, 1 avx2, 2 avx512vnni; -1 = no cap).
+std::string int8_kernel_isa();
+void set_int8_isa_cap(int cap);
+// Products below this many multiply-adds (rows * N * Kp) stay with the own kernel even when
+// oneDNN is enabled (its per-call overhead dominates there); default 2^18, -1 restores it.
+// Tests set 0 to send every product to oneDNN.
+void set_int8_dnnl_min_work(int64_t macs);
+// The path of the latest product: "dnnl:<impl>" (e.g. "dnnl:brg:avx512_core_amx") or
+// "mox:<isa>"; and the number of products oneDNN computed.
+std::string int8_last_path();
+int64_t int8_dnnl_calls();
+
+}  // namespace mox::cpu
+
+namespace mox::cpu {
+// im2col for u8 images x [images, C, H, W] (contiguous): col [images, P = OH*OW, ldc] with
+// col[b, p, (c*kh + i)*kw + j] = x[b, c, oh*sh - ph + i*dh, ow*sw - pw + j*dw]
+// (pad_values[b] outside the image), columns [C*kh*kw, ldc) set to pad_values[b].
+void im2col_u8(const uint8_t* x, int64_t images, int64_t C, int64_t H, int64_t W, int64_t kh,
+               int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+               int64_t OH, int64_t OW, const uint8_t* pad_values, uint8_t* col, int64_t ldc);
+
+// Convolution through oneDNN in the transposed form (NCHW results without a transpose):
+// out[b] [OC, P] = epilogue(W [OC, K] x colT[b] [K, P]), colT s8 = u8 activation - 128
+// (im2col_t_s8), ep.a_zp the activations' u8 zero point, ep.a_scale [batch] when
+// a_scale_per_row (one scale per image), out NCHW contiguous. qconv_dnnl_ready says whether
+// this path runs (oneDNN built in, enabled, problem large enough, a fast kernel exists).
+bool qconv_dnnl_ready(int64_t batch, int64_t P, const QGemmWeights& w);
+void qconv_dnnl_nchw(int64_t batch, int64_t P, const int8_t* colT, const QGemmWeights& w,
+                     const QGemmEpilogue& ep, void* out);
+// colT[b, (c*kh + i)*kw + j, oh*OW + ow] = x[b, c, ih, iw] - 128 (pad_values[b] - 128 outside).
+void im2col_t_s8(const uint8_t* x, int64_t images, int64_t C, int64_t H, int64_t W, int64_t kh,
+                 int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                 int64_t OH, int64_t OW, const uint8_t* pad_values, int8_t* colT);
+
+}  // namespace mox::cpu
