@@ -306,7 +306,10 @@ TEST(QuantizeGpt, BlocksAndDynamicStayCloseAndReload) {
     QuantConfig cfg;
     cfg.mode = mode;
     QuantizeReport rep = std::string(mode) == "dynamic-int8" ? quantize_dynamic(*g, cfg) : quantize_blocks(*g, cfg);
-    EXPECT_EQ(rep.quantized.size(), 8u);  // 4 Linears per block; the tied head stays as is
+    EXPECT_EQ(rep.quantized.size(), 9u);  // 4 Linears per block and the (tied) head
+    EXPECT_EQ(rep.quantized.back(), "lm_head");
+    ASSERT_NE(g->lm_head, nullptr);
+    EXPECT_NE(g->lm_head->type_name(), "Linear");
     EXPECT_NE(g->blocks[0]->mlp->c_fc->type_name(), "Linear");  // the typed members follow
     Tensor got;
     {

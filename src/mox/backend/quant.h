@@ -15,10 +15,11 @@
 //     y   = max(y, 0) if relu
 //     f32 output: y;  u8 output: clamp(round_half_even(y / out_scale) + out_zp, 0, 255)
 //   written at out[m * out_rs + n * out_cs] (conv writes NCHW directly: out_rs 1, out_cs P).
-// Paths: oneDNN's int8 matmul (MOX_HAVE_DNNL, on unless MOX_DNNL=0 or
-// set_int8_dnnl_enabled(false)), else mox's own kernel: portable C++ dot products that GCC
-// vectorises, compiled three times (AVX-512 VNNI -> vpdpbusd, AVX2 -> vpmaddwd, baseline
-// SSE2) and picked at run time from the CPU's features; OpenMP over row blocks.
+// Paths: oneDNN's int8 matmul / convolution (MOX_HAVE_DNNL, on unless MOX_DNNL=0 or
+// set_int8_dnnl_enabled(false), for products of at least 2^18 MACs; int32 results, then our
+// epilogue), else mox's own kernel: portable C++ dot products that GCC vectorises,
+// compiled three times (AVX-512 VNNI -> vpdpbusd, AVX2 -> vpmaddwd, baseline SSE2) and
+// picked at run time from the CPU's features; OpenMP over row blocks.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -31,8 +32,8 @@ struct QGemmWeights {
   std::vector<int8_t> w;         // [N, Kp], zero padded
   std::vector<int32_t> rowsum;   // [N]
   std::vector<int8_t> wt;        // [K, N] (row-major), for oneDNN's brgemm kernels
-  std::vector<int8_t> wdense;    // [N, K] unpadded (oneDNN's convolution product)
-  std::shared_ptr<void> dnnl;    // oneDNN-private state (created lazily, thread safe)
+  std::vector<int8_t> wdense;    // [N, K] unpadded (source of oneDNN's convolution weights)
+  std::shared_ptr<void> dnnl;    // oneDNN-private state: weights reordered per conv layout
 };
 // Packs s8 weights w [N, K] (row stride ldw) for qgemm_u8s8.
 std::shared_ptr<QGemmWeights> qgemm_pack_weights(const int8_t* w, int64_t N, int64_t K, int64_t ldw);
@@ -100,17 +101,12 @@ void im2col_u8(const uint8_t* x, int64_t images, int64_t C, int64_t H, int64_t W
                int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
                int64_t OH, int64_t OW, const uint8_t* pad_values, uint8_t* col, int64_t ldc);
 
-// Convolution through oneDNN in the transposed form (NCHW results without a transpose):
-// out[b] [OC, P] = epilogue(W [OC, K] x colT[b] [K, P]), colT s8 = u8 activation - 128
-// (im2col_t_s8), ep.a_zp the activations' u8 zero point, ep.a_scale [batch] when
-// a_scale_per_row (one scale per image), out NCHW contiguous. qconv_dnnl_ready says whether
-// this path runs (oneDNN built in, enabled, problem large enough, a fast kernel exists).
-bool qconv_dnnl_ready(int64_t batch, int64_t P, const QGemmWeights& w);
-void qconv_dnnl_nchw(int64_t batch, int64_t P, const int8_t* colT, const QGemmWeights& w,
-                     const QGemmEpilogue& ep, void* out);
-// colT[b, (c*kh + i)*kw + j, oh*OW + ow] = x[b, c, ih, iw] - 128 (pad_values[b] - 128 outside).
-void im2col_t_s8(const uint8_t* x, int64_t images, int64_t C, int64_t H, int64_t W, int64_t kh,
-                 int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                 int64_t OH, int64_t OW, const uint8_t* pad_values, int8_t* colT);
-
+// Direct convolution through oneDNN's int8 convolution primitive (preferred: no im2col):
+// x u8 NCHW contiguous with zero point ep.a_zp, weights [OC, C, kh, kw], ep.a_scale [N] when
+// a_scale_per_row; out NCHW. Returns false (nothing computed) when oneDNN is not built in,
+// is disabled, the problem is below the size threshold or oneDNN has no fast kernel.
+bool qconv2d_dnnl_direct(const uint8_t* x, int64_t N, int64_t C, int64_t H, int64_t W,
+                         const QGemmWeights& w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                         int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t OH, int64_t OW,
+                         const QGemmEpilogue& ep, void* out);
 }  // namespace mox::cpu

@@ -558,8 +558,21 @@ std::vector<std::string> gpt_linear_names(nn::GPT& g) {
     const std::string p = "transformer.h." + std::to_string(l) + ".";
     for (const char* s : {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"}) out.push_back(p + s);
   }
-  if (g.lm_head) out.push_back("lm_head");
+  out.push_back("lm_head");  // with tied embeddings: a quantised copy of the embedding (ensure_head)
   return out;
+}
+
+// With tied embeddings the GPT has no lm_head: its product is x wte^T. A quantised model gets
+// its own head, a Linear holding a copy of the embedding (then quantised like the others; the
+// embedding lookup keeps the float table).
+void ensure_head(nn::GPT& g) {
+  if (g.named_children().find("lm_head")) return;
+  auto head = std::make_shared<nn::Linear>(g.config().n_embd, g.config().vocab_size, false);
+  {
+    NoGradGuard ng;
+    head->weight.copy_(g.wte->weight.detach());
+  }
+  g.lm_head = g.register_module("lm_head", head);
 }
 
 std::shared_ptr<nn::Linear> child_linear(nn::Module& parent, const std::string& name) {
@@ -575,7 +588,7 @@ void rebind_gpt(nn::GPT& g) {
     b->mlp->c_fc = child_linear(*b->mlp, "c_fc");
     b->mlp->c_proj = child_linear(*b->mlp, "c_proj");
   }
-  if (g.lm_head) g.lm_head = child_linear(g, "lm_head");
+  if (g.named_children().find("lm_head")) g.lm_head = child_linear(g, "lm_head");
 }
 
 // The parent of a dotted module name and the last part.
@@ -625,6 +638,14 @@ QuantizeReport convert_linears(nn::Module& model, const QuantConfig& config, Mak
   std::vector<std::string> names = linear_names(model);
   std::set<std::string> skip = skip_set(config.skip, names);
   auto* seq = dynamic_cast<nn::Sequential*>(&model);
+  if (auto* g = dynamic_cast<nn::GPT*>(&model); g && !g->lm_head) {
+    if (skip.count("lm_head")) {
+      rep.kept_float.push_back("lm_head");
+      names.pop_back();
+    } else {
+      ensure_head(*g);
+    }
+  }
   for (const auto& name : names) {
     auto lin = std::dynamic_pointer_cast<nn::Linear>(module_at(model, name, "quantize"));
     if (skip.count(name) || !lin || !lin->weight.defined()) {
@@ -674,7 +695,10 @@ QuantizeReport quantize_dynamic(nn::Module& model, const QuantConfig& config) {
 QuantizeReport quantize_blocks(nn::Module& model, const QuantConfig& config) {
   MOX_CHECK(config.mode == "w8" || config.mode == "w4", "quantize", "quantize_blocks needs mode w8 or w4");
   const BlockFormat f = config.mode == "w8" ? BlockFormat::Q8 : BlockFormat::Q4;
-  return convert_linears(model, config, [&](const nn::Linear& l, bool) -> std::shared_ptr<nn::Module> {
+  QuantConfig c = config;
+  if (auto* g = dynamic_cast<nn::GPT*>(&model); g && !g->lm_head && g->config().n_embd % 32 != 0)
+    c.skip.push_back("lm_head");  // a tied head that cannot be cut into blocks stays the embedding's
+  return convert_linears(model, c, [&](const nn::Linear& l, bool) -> std::shared_ptr<nn::Module> {
     if (l.in_features % 32 != 0) return nullptr;  // not a whole number of blocks: stays float
     return std::make_shared<BlockQuantLinear>(l, f);
   });
@@ -704,6 +728,7 @@ void apply_quantization_layout(nn::Module& model, const json& layout, const std:
     const std::string w = where + ": layers." + name;
     MOX_CHECK(e.is_object() && e.contains("type") && e["type"].is_string(), w, "expected {\"type\": ...}");
     const std::string type = e["type"];
+    if (auto* g = dynamic_cast<nn::GPT*>(&model); g && name == "lm_head") ensure_head(*g);
     std::shared_ptr<nn::Module> cur = module_at(model, name, where);
     std::shared_ptr<nn::Module> q;
     try {

@@ -1,6 +1,8 @@
 // Post-training int8 inference ops (formulas in ops/quant.h): argument checks, activation
-// quantisation into a reused per-thread buffer (rows padded to the packed K), im2col for
-// convolutions, and the int8 GEMM with its fused epilogue (backend/quant.h). No autograd.
+// quantisation into reused per-thread buffers (rows dense for oneDNN or padded to the packed
+// K for the own kernel), then the int8 product with its epilogue (backend/quant.h):
+// qlinear as one GEMM; qconv2d through oneDNN's int8 convolution, else im2col + the GEMM
+// writing NCHW directly. No autograd: results never require grad.
 #include "mox/ops/quant.h"
 
 #include <algorithm>
@@ -285,7 +287,7 @@ Tensor qconv2d(const Tensor& x, const QWeight& w, std::array<int64_t, 2> stride,
   Tensor y = empty({Nb, OC, OH, OW}, out.requantize ? DType::U8 : DType::F32);
   if (Nb == 0) return y;
   const int64_t P = OH * OW, img = C * H * W;
-  const int64_t ld = cpu::qgemm_wants_dense(*pw, Nb * P) ? K : pw->Kp;
+  const int64_t ld = pw->Kp;  // the own kernel's layout (oneDNN convolves x directly)
   const Tensor xc = x.contiguous();
   Buffers& B = buffers();
   int32_t zp = 0;
@@ -325,19 +327,13 @@ Tensor qconv2d(const Tensor& x, const QWeight& w, std::array<int64_t, 2> stride,
   ep.requantize = out.requantize;
   ep.out_scale = out.params.scale;
   ep.out_zp = out.params.zero_point;
-  if (cpu::qconv_dnnl_ready(Nb, P, *pw)) {
-    // oneDNN: W [OC, K] x colT [K, P] per image, results already in NCHW order; per-image
-    // scales (DynamicToken) are passed one per image.
-    if (per_row) B.scales.resize(size_t(Nb));  // the first Nb entries: sc[b * P] -> compact
-    if (per_row)
-      for (int64_t b = 0; b < Nb; b++) B.scales[size_t(b)] = B.scales_img[size_t(b)];
-    ep.a_scale = B.scales.data();
-    B.a.resize(size_t(Nb * K * P));
-    int8_t* colT = reinterpret_cast<int8_t*>(B.a.data());
-    cpu::im2col_t_s8(xq, Nb, C, H, W, kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0],
-                     dilation[1], OH, OW, B.pads.data(), colT);
-    cpu::qconv_dnnl_nchw(Nb, P, colT, *pw, ep, y.raw_data());
-    return y;
+  {
+    // oneDNN's convolution primitive; per-image scales (DynamicToken) passed one per image
+    cpu::QGemmEpilogue ed = ep;
+    if (per_row) ed.a_scale = B.scales_img.data();
+    if (cpu::qconv2d_dnnl_direct(xq, Nb, C, H, W, *pw, kh, kw, stride[0], stride[1], padding[0],
+                                 padding[1], dilation[0], dilation[1], OH, OW, ed, y.raw_data()))
+      return y;
   }
   B.a.resize(size_t(Nb * P * ld));
   cpu::im2col_u8(xq, Nb, C, H, W, kh, kw, stride[0], stride[1], padding[0], padding[1], dilation[0],

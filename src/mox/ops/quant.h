@@ -65,7 +65,7 @@ Tensor qlinear(const Tensor& x, const QWeight& w, const QInput& in, const QOutpu
 // NCHW convolution, groups = 1, stride/padding/dilation as PyTorch's Conv2d (zero padding =
 // padding with the input's zero point, i.e. real 0). x: F32 or U8 [N, C, H, W]; w.q
 // [OC, IC, kh, kw]; result NCHW [N, OC, OH, OW], F32 or U8 (out.requantize).
-// DynamicToken is per output pixel (each im2col row has its own symmetric scale).
+// DynamicToken is per image here: scale_b = max|x[b]| / 127 (1 if 0), symmetric, one per batch item.
 Tensor qconv2d(const Tensor& x, const QWeight& w, std::array<int64_t, 2> stride,
                std::array<int64_t, 2> padding, std::array<int64_t, 2> dilation, const QInput& in,
                const QOutput& out);

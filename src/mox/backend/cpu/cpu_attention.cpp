@@ -20,6 +20,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <memory>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -68,14 +69,16 @@ template <typename T> MOX_INLINE T tile_row_exp_sum(T* s, T m) {
 }
 
 // kt[d][j] = k[j][d] for j < nk, 0 beyond (a D x kBk tile); k's rows are ld apart.
+// Written row by row of kt (contiguous stores, strided loads: the compiler gathers), and only
+// the columns past nk zeroed: a decoding step calls this for every tile of every head.
 template <typename T>
 MOX_INLINE void load_transposed(const T* k, int64_t ld, int64_t nk, int64_t D, T* kt) {
   for (int64_t d = 0; d < D; d++) {
     T* row = kt + d * kBk;
-    for (int64_t j = 0; j < kBk; j++) row[j] = 0;
+    const T* col = k + d;
+    for (int64_t j = 0; j < nk; j++) row[j] = col[j * ld];
+    for (int64_t j = nk; j < kBk; j++) row[j] = 0;
   }
-  for (int64_t j = 0; j < nk; j++)
-    for (int64_t d = 0; d < D; d++) kt[d * kBk + j] = k[j * ld + d];
 }
 
 // S[i][:] = a_i . bt[:, :] for nq rows of a (rows lda apart) against a transposed tile
@@ -110,6 +113,29 @@ MOX_INLINE void tile_products(const T* a, int64_t lda, const T* bt, int64_t nq, 
     T* s = S + i * kBk;
     for (int64_t j = 0; j < kBk; j++) s[j] = acc[j];
   }
+}
+
+// The one-query case of tile_products (a decoding step), read straight from K's rows: eight
+// keys at a time, each score the same sequential sum over d that tile_products forms, so the
+// numbers are identical, without transposing the tile first. Lanes past nk are 0 (masked next).
+template <typename T>
+MOX_INLINE void row_products(const T* a, const T* k, int64_t ld, int64_t nk, int64_t D, T* s) {
+  int64_t j = 0;
+  for (; j + 8 <= nk; j += 8) {
+    T acc[8] = {};
+    const T* r = k + j * ld;
+    for (int64_t d = 0; d < D; d++) {
+      const T x = a[d];
+      for (int q = 0; q < 8; q++) acc[q] += x * r[q * ld + d];
+    }
+    for (int q = 0; q < 8; q++) s[j + q] = acc[q];
+  }
+  for (; j < nk; j++) {
+    T acc = 0;
+    for (int64_t d = 0; d < D; d++) acc += a[d] * k[j * ld + d];
+    s[j] = acc;
+  }
+  for (; j < kBk; j++) s[j] = 0;
 }
 
 // Hides the invisible scores of a tile (queries q0.., keys k0.., nk valid keys): key
@@ -242,8 +268,12 @@ MOX_INLINE void fwd_item(const AttnArgs<T>& a, int64_t item, T* ws) {
   const int64_t kend = a.causal ? std::min(Tk, q0 + nq + off) : Tk;
   for (int64_t k0 = 0; k0 < kend; k0 += kBk) {
     const int64_t nk = std::min(kBk, kend - k0);
-    load_transposed(k + k0 * kst, kst, nk, D, kt);
-    tile_products(qs, D, kt, nq, D, S);
+    if (nq == 1) {
+      row_products(qs, k + k0 * kst, kst, nk, D, S);
+    } else {
+      load_transposed(k + k0 * kst, kst, nk, D, kt);
+      tile_products(qs, D, kt, nq, D, S);
+    }
     mask_tile(S, nq, nk, q0, k0, off, a.causal, pad ? pad + k0 : nullptr);
     int64_t ns[kBq];  // keys of this tile row i can see (its weights beyond are 0)
     for (int64_t i = 0; i < nq; i++) {
@@ -417,9 +447,11 @@ MOX_INLINE void bwd_head(const AttnArgs<T>& a, int64_t bh, T* ws) {
   }
 
 MOX_SIMD void fwd_items_f32(const AttnArgs<float>& a, int64_t i0, int64_t i1) {
-  std::vector<float> ws(fwd_workspace<float>(a.D));
+  // Every part of the workspace is written before it is read: no zero fill (decoding calls
+  // this once per layer and token).
+  std::unique_ptr<float[]> ws(new float[size_t(fwd_workspace<float>(a.D))]);
 #define MOX_ATTN_FWD(DC) \
-  for (int64_t it = i0; it < i1; it++) fwd_item<float, DC>(a, it, ws.data())
+  for (int64_t it = i0; it < i1; it++) fwd_item<float, DC>(a, it, ws.get())
   MOX_ATTN_DISPATCH_D(a.D, MOX_ATTN_FWD)
 }
 void fwd_items(const AttnArgs<float>& a, int64_t i0, int64_t i1) { fwd_items_f32(a, i0, i1); }

@@ -16,11 +16,12 @@
 // Runtime output scales would be the natural way to fuse the epilogue, but oneDNN 2.6 then
 // drops from its brgemm kernels to gemm:jit (2-3x slower here), as does a source with
 // padded rows, so A is passed with dense rows (qgemm_wants_dense) and the scales applied
-// by us. Convolutions use the transposed product W [OC, K] x colT [K, P] (s8 x s8), whose
-// int32 result is already NCHW. Measured on this machine (Xeon with AMX, ONEDNN_VERBOSE=1):
-// oneDNN picks "brg:avx512_core_amx_int8" (AMX int8 tiles) for the MLP and CNN products
-// and "brg:avx512_core_vnni" for the first conv layer of the CNN as im2col (K = 9);
-// int8_last_path() reports the choice.
+// by us. Convolutions go to oneDNN's int8 convolution primitive (no im2col; measured 3-8x
+// faster than im2col + matmul at batch 256), else im2col + the own kernel. Measured on this
+// machine (Xeon with AMX, ONEDNN_VERBOSE=1): oneDNN picks "brg:avx512_core_amx_int8" (AMX
+// int8 tiles) for the MLP's products, "jit:avx512_core_amx_int8" for the CNN's 32- and
+// 64-channel convolutions and "brgconv:avx512_core_vnni" (AVX-512 VNNI) for its 1-channel
+// first layer; int8_last_path() reports the choice.
 #include "mox/backend/quant.h"
 
 #include <omp.h>
@@ -47,6 +48,15 @@
 #endif
 
 namespace mox::cpu {
+
+#ifdef MOX_HAVE_DNNL
+// oneDNN-private state of packed weights: the weights reordered into the layouts that
+// convolution primitives chose (one per layout), made on first use.
+struct DnnlWeights {
+  std::mutex mu;
+  std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> reordered;
+};
+#endif
 
 namespace {
 
@@ -546,6 +556,9 @@ std::shared_ptr<QGemmWeights> qgemm_pack_weights(const int8_t* w, int64_t N, int
     }
     p->rowsum[size_t(n)] = s;
   }
+#ifdef MOX_HAVE_DNNL
+  p->dnnl = std::make_shared<DnnlWeights>();
+#endif
   p->wdense.resize(size_t(N * K));
   for (int64_t n = 0; n < N; n++) std::memcpy(p->wdense.data() + n * K, w + n * ldw, size_t(K));
   p->wt.assign(size_t(K * N), 0);
@@ -701,55 +714,97 @@ bool dnnl_qgemm(int64_t batch, int64_t M, const uint8_t* a, int64_t lda, int64_t
   return true;
 }
 
-// Convolution in the transposed form: out[b] [OC, P] = W [OC, K] x colT[b] [K, P] with s8
-// operands (colT = u8 activations - 128), int32 results straight in NCHW order.
-struct ConvEntry {
+// Direct int8 convolution through oneDNN's convolution primitive: u8 NHWC source (a
+// reorder from NCHW first, none for one channel), s8 weights reordered once per chosen
+// layout and kept with the packed weights, s32 NHWC result reordered to NCHW, runtime source
+// zero point (oneDNN treats padding as real zero: it compensates the zero point there).
+
+struct DConvEntry {
   bool usable = false;
-  dnnl::matmul prim;
-  size_t scratch_bytes = 0;
   std::string impl;
-  dnnl::memory::desc a_md, b_md, o_md;
+  dnnl::convolution_forward prim;
+  dnnl::reorder to_nhwc, to_nchw;
+  bool need_reorder = false;
+  dnnl::memory::desc src_nchw, src_nhwc, w_md, dst_md, dst_nchw;
+  size_t scratch_bytes = 0;
 };
-struct ConvCache {
+struct DConvCache {
   std::mutex mu;
-  std::unordered_map<Key, std::shared_ptr<const ConvEntry>, KeyHash> map;
+  std::unordered_map<Key, std::shared_ptr<const DConvEntry>, KeyHash> map;
 };
-ConvCache& conv_cache() {
-  static ConvCache c;
+DConvCache& dconv_cache() {
+  static DConvCache c;
   return c;
 }
 
-std::shared_ptr<const ConvEntry> conv_entry(int64_t batch, int64_t P, int64_t OC, int64_t K) {
-  const int nt = get_num_threads();
-  const Key key{batch, P, OC, K, nt, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+std::shared_ptr<const DConvEntry> dconv_entry(const Key& key, int64_t N, int64_t C, int64_t H,
+                                              int64_t W, int64_t OC, int64_t kh, int64_t kw,
+                                              int64_t sh, int64_t sw, int64_t ph, int64_t pw,
+                                              int64_t dh, int64_t dw, int64_t OH, int64_t OW) {
   {
-    std::lock_guard<std::mutex> lock(conv_cache().mu);
-    auto it = conv_cache().map.find(key);
-    if (it != conv_cache().map.end()) return it->second;
+    std::lock_guard<std::mutex> lock(dconv_cache().mu);
+    auto it = dconv_cache().map.find(key);
+    if (it != dconv_cache().map.end()) return it->second;
   }
   using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
   using dims = dnnl::memory::dims;
-  auto e = std::make_shared<ConvEntry>();
+  auto e = std::make_shared<DConvEntry>();
   try {
-    e->a_md = dnnl::memory::desc(dims{1, OC, K}, dt::s8, dims{OC * K, K, 1});
-    e->b_md = dnnl::memory::desc(dims{batch, K, P}, dt::s8, dims{K * P, P, 1});
-    e->o_md = dnnl::memory::desc(dims{batch, OC, P}, dt::s32, dims{OC * P, P, 1});
+    e->src_nchw = dnnl::memory::desc(dims{N, C, H, W}, dt::u8, tag::nchw);
+    e->src_nhwc = dnnl::memory::desc(dims{N, C, H, W}, dt::u8, tag::nhwc);
+    e->need_reorder = C > 1;
+    auto wany = dnnl::memory::desc(dims{OC, C, kh, kw}, dt::s8, tag::any);
+    // (an NCHW destination makes oneDNN 2.6 fall back to its reference kernel: NHWC, then
+    // a reorder)
+    e->dst_md = dnnl::memory::desc(dims{N, OC, OH, OW}, dt::s32, tag::nhwc);
+    e->dst_nchw = dnnl::memory::desc(dims{N, OC, OH, OW}, dt::s32, tag::nchw);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-    dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(e->a_md, e->b_md, e->o_md), attr, engine());
+    attr.set_zero_points(DNNL_ARG_SRC, 0, {DNNL_RUNTIME_S32_VAL});
+    dnnl::convolution_forward::primitive_desc pd(
+        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                        dnnl::algorithm::convolution_direct, e->src_nhwc, wany,
+                                        e->dst_md, dims{sh, sw}, dims{dh - 1, dw - 1}, dims{ph, pw},
+                                        dims{ph, pw}),
+        attr, engine());
     e->impl = pd.impl_info_str();
     e->usable = e->impl.rfind("ref", 0) != 0;
     if (e->usable) {
+      e->w_md = pd.weights_desc();
       e->scratch_bytes = pd.scratchpad_desc().get_size();
-      e->prim = dnnl::matmul(pd);
+      e->prim = dnnl::convolution_forward(pd);
+      if (e->need_reorder)
+        e->to_nhwc = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), e->src_nchw, engine(), e->src_nhwc));
+      if (OC > 1)
+        e->to_nchw = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), e->dst_md, engine(), e->dst_nchw));
     }
   } catch (const dnnl::error& err) {
     e->usable = false;
     e->impl = std::string("unavailable: ") + err.what();
   }
-  std::lock_guard<std::mutex> lock(conv_cache().mu);
-  if (conv_cache().map.size() > 256) conv_cache().map.clear();
-  return conv_cache().map.emplace(key, e).first->second;
+  std::lock_guard<std::mutex> lock(dconv_cache().mu);
+  if (dconv_cache().map.size() > 256) dconv_cache().map.clear();
+  return dconv_cache().map.emplace(key, e).first->second;
+}
+
+// The weights in the layout `md` (reordered from OIHW once, kept with the packed weights).
+dnnl::memory dnnl_weights(const QGemmWeights& w, const dnnl::memory::desc& md, int64_t C, int64_t kh,
+                          int64_t kw) {
+  auto* holder = static_cast<DnnlWeights*>(w.dnnl.get());
+  std::lock_guard<std::mutex> lock(holder->mu);
+  for (auto& [d, m] : holder->reordered)
+    if (d == md) return m;
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  dnnl::memory src(dnnl::memory::desc(dnnl::memory::dims{w.N, C, kh, kw}, dt::s8, tag::oihw), engine(),
+                   const_cast<int8_t*>(w.wdense.data()));
+  dnnl::memory dst(md, engine());
+  dnnl::stream st(engine());
+  dnnl::reorder(src, dst).execute(st, src, dst);
+  st.wait();
+  holder->reordered.emplace_back(md, dst);
+  return dst;
 }
 
 }  // namespace
@@ -809,98 +864,80 @@ void qgemm_u8s8(int64_t batch, int64_t M, const uint8_t* a, int64_t lda, int64_t
   set_last_path(std::string("mox:") + isa_name(effective_isa()));
 }
 
-bool qconv_dnnl_ready(int64_t batch, int64_t P, const QGemmWeights& w) {
+bool qconv2d_dnnl_direct(const uint8_t* x, int64_t N, int64_t C, int64_t H, int64_t W,
+                         const QGemmWeights& w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                         int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t OH, int64_t OW,
+                         const QGemmEpilogue& ep, void* out) {
 #ifdef MOX_HAVE_DNNL
-  if (!qgemm_wants_dense(w, batch * P)) return false;
-  return conv_entry(batch, P, w.N, w.K)->usable;
-#else
-  return false;
-#endif
-}
-
-void qconv_dnnl_nchw(int64_t batch, int64_t P, const int8_t* colT, const QGemmWeights& w,
-                     const QGemmEpilogue& ep, void* out) {
-#ifdef MOX_HAVE_DNNL
-  const int64_t OC = w.N, K = w.K;
-  auto e = conv_entry(batch, P, OC, K);
-  MOX_CHECK(e->usable, "qconv2d", "oneDNN has no int8 kernel for this convolution");
+  const int64_t P = OH * OW, OC = w.N;
+  // Convolutions pay for source/result reorders on top of the call: oneDNN from 4x the
+  // matmul threshold (measured: the CNN's 64->64 5x5 layer at batch 1, 0.3M MACs, is 2.5x
+  // faster on the own kernel; its 32->64 13x13 layer, 2.5M MACs, 1.4x faster on oneDNN).
+  if (!g_dnnl_enabled.load(std::memory_order_relaxed) || !w.dnnl ||
+      double(N * P) * double(w.N) * double(w.Kp) < 4.0 * double(g_dnnl_min_work.load()))
+    return false;
   const int nt = get_num_threads();
   if (omp_get_max_threads() != nt) omp_set_num_threads(nt);
-  thread_local std::vector<int32_t> accv;
+  const Key key{N, C, H, W, OC, kh, kw, sh, sw, ph, pw, dh, dw, nt, 11, 0};
+  auto e = dconv_entry(key, N, C, H, W, OC, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW);
+  if (!e->usable) return false;
+  thread_local std::vector<int32_t> accv, acc_nhwc;
+  thread_local std::vector<uint8_t> nhwc;
   thread_local Scratch scratch;
   thread_local std::unique_ptr<dnnl::stream> stream;
-  if (accv.size() < size_t(batch * OC * P)) accv.resize(size_t(batch * OC * P));
+  if (accv.size() < size_t(N * OC * P)) accv.resize(size_t(N * OC * P));
   int32_t* acc = accv.data();
   try {
     using dt = dnnl::memory::data_type;
     using dims = dnnl::memory::dims;
     if (!stream) stream = std::make_unique<dnnl::stream>(engine());
-    dnnl::memory am(e->a_md, engine(), const_cast<int8_t*>(w.wdense.data()));
-    dnnl::memory bm(e->b_md, engine(), const_cast<int8_t*>(colT));
-    dnnl::memory om(e->o_md, engine(), acc);
-    dnnl::memory sm(dnnl::memory::desc(dims{int64_t(e->scratch_bytes)}, dt::u8, dims{1}), engine(),
-                    e->scratch_bytes ? scratch.get(e->scratch_bytes) : nullptr);
-    e->prim.execute(*stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, om},
-                              {DNNL_ARG_SCRATCHPAD, sm}});
+    dnnl::memory wm = dnnl_weights(w, e->w_md, C, kh, kw);
+    dnnl::memory xm(e->src_nchw, engine(), const_cast<uint8_t*>(x));
+    dnnl::memory sm_src = xm;
+    if (e->need_reorder) {
+      if (nhwc.size() < size_t(N * C * H * W)) nhwc.resize(size_t(N * C * H * W));
+      sm_src = dnnl::memory(e->src_nhwc, engine(), nhwc.data());
+      e->to_nhwc.execute(*stream, xm, sm_src);
+    } else {
+      sm_src = dnnl::memory(e->src_nhwc, engine(), const_cast<uint8_t*>(x));  // C == 1: same bytes
+    }
+    if (OC > 1 && acc_nhwc.size() < size_t(N * OC * P)) acc_nhwc.resize(size_t(N * OC * P));
+    dnnl::memory om(e->dst_md, engine(), OC > 1 ? acc_nhwc.data() : acc);
+    dnnl::memory scr(dnnl::memory::desc(dims{int64_t(e->scratch_bytes)}, dt::u8, dims{1}), engine(),
+                     e->scratch_bytes ? scratch.get(e->scratch_bytes) : nullptr);
+    int32_t zp = ep.a_zp;
+    dnnl::memory zpm(dnnl::memory::desc(dims{1}, dt::s32, dims{1}), engine(), &zp);
+    e->prim.execute(*stream, {{DNNL_ARG_SRC, sm_src},
+                              {DNNL_ARG_WEIGHTS, wm},
+                              {DNNL_ARG_DST, om},
+                              {DNNL_ARG_SCRATCHPAD, scr},
+                              {DNNL_ARG_ATTR_ZERO_POINTS | DNNL_ARG_SRC, zpm}});
+    if (OC > 1) {
+      dnnl::memory nm(e->dst_nchw, engine(), acc);
+      e->to_nchw.execute(*stream, om, nm);
+    }
     stream->wait();
   } catch (const dnnl::error& err) {
-    throw Error("qconv2d", std::string("oneDNN int8 matmul failed: ") + err.what());
+    throw Error("qconv2d", std::string("oneDNN int8 convolution failed: ") + err.what());
   }
   g_dnnl_calls.fetch_add(1, std::memory_order_relaxed);
-  set_last_path("dnnl:" + e->impl);
-  // colT holds (q - 128): sum_k w (q - zp) = acc - (zp - 128) * rowsum.
-  const Epi ee{ep.a_scale, ep.a_scale_per_row, ep.a_zp - 128, ep.w_scale, ep.bias, ep.relu,
+  set_last_path("dnnl:conv:" + e->impl);
+  const Epi ee{ep.a_scale, ep.a_scale_per_row, 0, ep.w_scale, ep.bias, ep.relu,
                ep.requantize, ep.out_scale, ep.out_zp, w.rowsum.data()};
   const size_t oe = ep.requantize ? 1 : 4;
   const int64_t ob = std::max<int64_t>(1, std::min<int64_t>(OC, (1 << 14) / std::max<int64_t>(P, 1)));
   const int64_t oblocks = (OC + ob - 1) / ob;
-#pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (nt > 1 && batch * OC * P >= (1 << 15))
-  for (int64_t b = 0; b < batch; b++)
+#pragma omp parallel for num_threads(nt) schedule(static) collapse(2) if (nt > 1 && N * OC * P >= (1 << 15))
+  for (int64_t b = 0; b < N; b++)
     for (int64_t c = 0; c < oblocks; c++) {
       const float sa = ep.a_scale_per_row ? ep.a_scale[b] : ep.a_scale[0];
       epi_oc_rows(ee, sa, acc + b * OC * P, c * ob, std::min(OC, (c + 1) * ob), P,
                   static_cast<char*>(out) + size_t(b * OC * P) * oe);
     }
+  return true;
 #else
-  throw Error("qconv2d", "built without oneDNN");
+  return false;
 #endif
-}
-
-void im2col_t_s8(const uint8_t* x_all, int64_t images, int64_t C, int64_t H, int64_t W, int64_t kh,
-                 int64_t kw, int64_t sh, int64_t sw, int64_t ph, int64_t pw, int64_t dh, int64_t dw,
-                 int64_t OH, int64_t OW, const uint8_t* pad_values, int8_t* colT) {
-  const int64_t K = C * kh * kw, P = OH * OW;
-  const int64_t rows = images * K;
-#pragma omp parallel for num_threads(get_num_threads()) schedule(static) if (parallel_worth(rows * P))
-  for (int64_t r = 0; r < rows; r++) {
-    const int64_t img = r / K, k = r % K;
-    const int64_t c = k / (kh * kw), i = (k / kw) % kh, j = k % kw;
-    const uint8_t* xc = x_all + (img * C + c) * H * W;
-    const int8_t pad = int8_t(int32_t(pad_values[img]) - 128);
-    int8_t* dst = colT + r * P;
-    // output columns whose input column is inside the image: ow in [lo, hi)
-    const int64_t off = j * dw - pw;
-    int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
-    int64_t hi = W - off <= 0 ? 0 : (W - off + sw - 1) / sw;
-    lo = std::min(lo, OW);
-    hi = std::max(lo, std::min(hi, OW));
-    for (int64_t oh = 0; oh < OH; oh++) {
-      const int64_t ih = oh * sh - ph + i * dh;
-      int8_t* d = dst + oh * OW;
-      if (ih < 0 || ih >= H) {
-        std::memset(d, pad, size_t(OW));
-        continue;
-      }
-      const uint8_t* xr = xc + ih * W;
-      for (int64_t ow = 0; ow < lo; ow++) d[ow] = pad;
-      if (sw == 1) {
-        for (int64_t ow = lo; ow < hi; ow++) d[ow] = int8_t(xr[ow + off] ^ 0x80);
-      } else {
-        for (int64_t ow = lo; ow < hi; ow++) d[ow] = int8_t(xr[ow * sw + off] ^ 0x80);
-      }
-      for (int64_t ow = hi; ow < OW; ow++) d[ow] = pad;
-    }
-  }
 }
 
 bool qgemm_wants_dense(const QGemmWeights& w, int64_t rows) {
