@@ -182,6 +182,25 @@ TEST(CompressCliGpt, WeightOnlyQuantisedGptGeneratesAndEvaluates) {
     EXPECT_NEAR(m["val_perplexity"].get<double>(), s["val_perplexity"].get<double>(), 1e-6);
     EXPECT_LT(s["weights_bytes"].get<int64_t>(), s["source_weights_bytes"].get<int64_t>());
   }
+  // A smaller GPT distilled from this one on the same corpus (GPT students take a pretrain config).
+  {
+    std::ofstream(dir + "/student.toml") << "[model]\ntype = \"gpt\"\nn_layer = 1\nn_head = 2\nn_embd = 32\nblock_size = 32\n"
+                                            "[corpus]\nsource = \"files\"\nfiles = [\"corpus\"]\ntokenizer = \"char\"\n"
+                                            "[train]\nsteps = 4\nbatch_size = 8\neval_every = 4\nthreads = 1\n";
+  }
+  auto d = run_cli({"distill", "--teacher", dir + "/gpt", "--student", dir + "/student.toml", "--out", dir + "/student", "-q"});
+  ASSERT_EQ(d.code, 0) << d.err;
+  json ds = json::parse(slurp(dir + "/student/summary.json"));
+  EXPECT_EQ(ds["distillation"]["teacher"], dir + "/gpt");
+  EXPECT_TRUE(std::isfinite(ds["val_loss"].get<double>()));
+  // A teacher with another tokenizer is refused by name.
+  std::ofstream(dir + "/byte.toml") << "[model]\ntype = \"gpt\"\nn_layer = 1\nn_head = 2\nn_embd = 32\nblock_size = 32\n"
+                                       "[corpus]\nsource = \"files\"\nfiles = [\"corpus\"]\ntokenizer = \"byte\"\n"
+                                       "[train]\nsteps = 2\nbatch_size = 4\neval_every = 2\nthreads = 1\n";
+  auto mismatch = run_cli({"distill", "--teacher", dir + "/gpt", "--student", dir + "/byte.toml", "--out", dir + "/byte", "-q"});
+  EXPECT_EQ(mismatch.code, 1);
+  EXPECT_NE(mismatch.err.find("vocabulary"), std::string::npos) << mismatch.err;
+
   auto bad = run_cli({"quantize", "--model", dir + "/gpt", "--mode", "ptq-int8"});
   EXPECT_EQ(bad.code, 1);
   EXPECT_NE(bad.err.find("w8, w4 or dynamic-int8"), std::string::npos) << bad.err;
