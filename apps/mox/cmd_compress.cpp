@@ -98,12 +98,12 @@ Command add_prune_command(CLI::App& parent) {
     std::string model, out;
     std::vector<std::string> skip;
     double sparsity = 0.8, lr = 0;
-    int64_t epochs = 1, steps = 0, every = 0, threads = 0;
+    int64_t epochs = 1, steps = 0, every = 0, threads = 0, gpt_steps = 0;
     bool structured = false, global = false, overwrite = false, quiet = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* app = parent.add_subcommand("prune", "Prune a trained run (magnitude sparsity, or smaller layers) and fine-tune it");
-  app->add_option("--model", a->model, "Run folder written by mox train")->required();
+  app->add_option("--model", a->model, "Run folder written by mox train or mox pretrain (GPT)")->required();
   app->add_option("--sparsity", a->sparsity,
                   "Fraction of weights set to zero (unstructured) or of units removed (--structured); default 0.8");
   app->add_flag("--structured", a->structured,
@@ -112,16 +112,19 @@ Command add_prune_command(CLI::App& parent) {
   app->add_option("--skip", a->skip, "Layers left alone (module names; comma-separated or repeated)");
   app->add_option("--finetune-epochs", a->epochs, "Fine-tuning epochs (0: prune only; default 1)")
       ->check(CLI::NonNegativeNumber);
+  app->add_option("--finetune-steps", a->gpt_steps, "GPT runs (--structured): pre-training steps after pruning (default 0)")
+      ->check(CLI::NonNegativeNumber);
   app->add_option("--steps", a->steps, "At most N steps per epoch")->check(CLI::PositiveNumber);
   app->add_option("--prune-every", a->every, "Unstructured: raise the sparsity every k steps (default: 20 increments)")
       ->check(CLI::PositiveNumber);
-  app->add_option("--lr", a->lr, "Fine-tuning learning rate (default: a tenth of the run's)")->check(CLI::PositiveNumber);
+  app->add_option("--lr", a->lr, "Fine-tuning learning rate (default: the run's)")->check(CLI::PositiveNumber);
   app->add_option("--out", a->out, "New run folder (default <model>-sparse80 / -structured50)");
   app->add_option("--threads", a->threads, "CPU threads")->check(CLI::PositiveNumber);
   app->add_flag("--overwrite", a->overwrite, "Replace an existing output folder");
   app->add_flag("-q,--quiet", a->quiet, "No progress output");
   app->footer("Example: mox prune --model runs/mlp --sparsity 0.8 --finetune-epochs 2\n"
-              "         mox prune --model runs/cnn --sparsity 0.5 --structured --finetune-epochs 2");
+              "         mox prune --model runs/cnn --sparsity 0.5 --structured --finetune-epochs 2\n"
+              "         mox prune --model runs/gpt --sparsity 0.25 --structured --finetune-steps 200  (heads and MLP units)");
   return {app, [a] {
             if (a->threads > 0) set_num_threads(int(a->threads));
             train::PruneRunOptions o;
@@ -134,6 +137,7 @@ Command add_prune_command(CLI::App& parent) {
             o.global = a->global;
             o.skip = split_commas(a->skip);
             o.finetune_epochs = a->epochs;
+            o.finetune_steps = a->gpt_steps;
             o.steps_per_epoch = a->steps;
             o.frequency = a->every;
             o.lr = a->lr;

@@ -182,6 +182,25 @@ TEST(CompressCliGpt, WeightOnlyQuantisedGptGeneratesAndEvaluates) {
     EXPECT_NEAR(m["val_perplexity"].get<double>(), s["val_perplexity"].get<double>(), 1e-6);
     EXPECT_LT(s["weights_bytes"].get<int64_t>(), s["source_weights_bytes"].get<int64_t>());
   }
+  // Structured: half the heads and MLP units, then a few steps of pre-training; sparse: one shot.
+  auto ps = run_cli({"prune", "--model", dir + "/gpt", "--structured", "--sparsity", "0.5", "--finetune-steps", "3",
+                     "--out", dir + "/gpt-heads", "-q"});
+  ASSERT_EQ(ps.code, 0) << ps.err;
+  json hs = json::parse(slurp(dir + "/gpt-heads/summary.json"));
+  EXPECT_EQ(hs["compression"]["layer_heads"], json::array({1, 1}));
+  EXPECT_LT(hs["compression"]["parameters_after"].get<int64_t>(), hs["compression"]["parameters_before"].get<int64_t>());
+  auto hg = run_cli({"generate", "--model", dir + "/gpt-heads", "--prompt", "the ", "--max-new-tokens", "5"});
+  EXPECT_EQ(hg.code, 0) << hg.err;
+  auto pu = run_cli({"prune", "--model", dir + "/gpt", "--sparsity", "0.6", "--finetune-epochs", "0", "--out",
+                     dir + "/gpt-sparse", "-q"});
+  ASSERT_EQ(pu.code, 0) << pu.err;
+  json us = json::parse(slurp(dir + "/gpt-sparse/summary.json"));
+  EXPECT_NEAR(us["compression"]["weight_sparsity"].get<double>(), 0.6, 0.01);
+  EXPECT_LT(us["model_bytes"].get<int64_t>(), us["source_model_bytes"].get<int64_t>());
+  auto ue = run_cli({"eval", "--model", dir + "/gpt-sparse", "--json"});
+  ASSERT_EQ(ue.code, 0) << ue.err;
+  EXPECT_NEAR(json::parse(ue.out)["metrics"]["val_loss"].get<double>(), us["val_loss"].get<double>(), 1e-9);
+
   // A smaller GPT distilled from this one on the same corpus (GPT students take a pretrain config).
   {
     std::ofstream(dir + "/student.toml") << "[model]\ntype = \"gpt\"\nn_layer = 1\nn_head = 2\nn_embd = 32\nblock_size = 32\n"

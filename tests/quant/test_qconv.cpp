@@ -152,7 +152,12 @@ void check_conv(const Case& c, QActMode mode, bool bias, bool relu, bool requant
                              (u8_input ? " u8in" : "") + (requant ? " requant" : "");
     const int64_t calls = cpu::int8_dnnl_calls();
     Tensor y = qconv2d(xt, qw, c.stride, c.pad, c.dil, in, out);
-    if (cap == -2) {
+    // Static layers with few taps (C*kh*kw <= 32) take mox's direct kernel without oneDNN.
+    const bool small = in.mode == QActMode::Static && K <= 32 && !dn;
+    if (small) {
+      EXPECT_EQ(cpu::int8_last_path(), "mox:direct-small") << what;
+      EXPECT_EQ(cpu::int8_dnnl_calls(), calls) << what;
+    } else if (cap == -2) {
       EXPECT_EQ(cpu::int8_dnnl_calls(), calls + 1) << what << ": not run by oneDNN";
     }
     if (!dn) {
@@ -279,4 +284,155 @@ TEST(QPool, MaxPoolU8) {
           }
     }
   }
+}
+
+// ---------------------------------------------------------------- channels-last paths
+
+namespace {
+
+Tensor channels_last_copy(const Tensor& x) {  // same values, memory [N, H, W, C]
+  return x.permute({0, 2, 3, 1}).contiguous().permute({0, 3, 1, 2});
+}
+
+bool is_channels_last(const Tensor& t) {
+  const int64_t C = t.size(1), H = t.size(2), W = t.size(3);
+  return t.stride(0) == H * W * C && t.stride(1) == 1 && t.stride(2) == W * C && t.stride(3) == C;
+}
+
+}  // namespace
+
+TEST(QConv2d, StaticLargerLayers) {
+  // Static layers with more than 32 taps (oneDNN's static primitive when built in, else
+  // im2col + the own GEMM): f32 in and out, padding and stride, u8 in, requantised out.
+  uint32_t seed = 400;
+  check_conv({2, 8, 9, 9, 16, 3, 3, {1, 1}, {1, 1}, {1, 1}}, QActMode::Static, true, true, false, false, seed++);
+  check_conv({3, 5, 11, 10, 7, 3, 3, {2, 2}, {1, 1}, {1, 1}}, QActMode::Static, true, false, false, false, seed++);
+  check_conv({2, 8, 9, 9, 16, 3, 3, {1, 1}, {0, 0}, {1, 1}}, QActMode::Static, false, false, true, true, seed++);
+  check_conv({1, 16, 7, 7, 20, 3, 3, {1, 1}, {1, 1}, {2, 2}}, QActMode::Static, true, true, true, false, seed++);
+}
+
+TEST(QConv2d, ChannelsLastOutputAndInput) {
+  // A static conv with a u8 result returns it channels-last (oneDNN's static path or the
+  // direct kernel); the values equal the NCHW result exactly; a channels-last input (u8 or
+  // f32) gives the same result as its NCHW copy.
+  PathGuard guard;
+  const bool was_cl = qconv2d_channels_last();
+  for (auto [C, OC] : std::vector<std::pair<int64_t, int64_t>>{{1, 8}, {6, 12}, {32, 16}}) {
+    const int64_t N = 3, H = 10, W = 9;
+    auto xv = randv(N * C * H * W, -1.0f, 2.0f, unsigned(C));
+    Tensor x = from_vector<float>(xv, {N, C, H, W});
+    QWeight qw = make_qweight(from_vector<float>(randv(OC * C * 9, -0.5f, 0.5f, unsigned(C + 1)), {OC, C, 3, 3}),
+                              from_vector<float>(randv(OC, -1.0f, 1.0f, unsigned(C + 2)), {OC}));
+    const QInput in{QActMode::Static, QParams{0.015f, 70}};
+    const QOutput out{true, true, QParams{0.03f, 5}};
+    for (auto [dn, cap] : paths()) {
+      cpu::set_int8_dnnl_enabled(dn);
+      cpu::set_int8_isa_cap(cap < -1 ? -1 : cap);
+      cpu::set_int8_dnnl_min_work(cap == -2 ? 0 : -1);
+      const std::string what = (dn ? "dnnl " : "mox ") + std::to_string(cap) + " C" + std::to_string(C);
+      set_qconv2d_channels_last(false);
+      Tensor ref = qconv2d(x, qw, {1, 1}, {1, 1}, {1, 1}, in, out);
+      ASSERT_TRUE(ref.is_contiguous()) << what;
+      set_qconv2d_channels_last(true);
+      Tensor y = qconv2d(x, qw, {1, 1}, {1, 1}, {1, 1}, in, out);
+      ASSERT_EQ(y.shape(), ref.shape()) << what;
+      const bool static_path = dn || C * 9 <= 32;  // else im2col + own GEMM, NCHW
+      if (static_path) {
+        EXPECT_TRUE(is_channels_last(y)) << what << ": strides " << shape_str(y.strides());
+        EXPECT_FALSE(y.is_contiguous()) << what;
+      }
+      EXPECT_EQ(y.to_vector<uint8_t>(), ref.to_vector<uint8_t>()) << what;
+      // channels-last inputs: f32 and u8
+      Tensor y2 = qconv2d(channels_last_copy(x), qw, {1, 1}, {1, 1}, {1, 1}, in, out);
+      EXPECT_EQ(y2.to_vector<uint8_t>(), ref.to_vector<uint8_t>()) << what << " (f32 channels-last input)";
+      Tensor xq = quantize_u8(x, in.params);
+      Tensor y3 = qconv2d(channels_last_copy(xq), qw, {1, 1}, {1, 1}, {1, 1}, in, out);
+      Tensor y4 = qconv2d(xq, qw, {1, 1}, {1, 1}, {1, 1}, in, out);
+      EXPECT_EQ(y3.to_vector<uint8_t>(), y4.to_vector<uint8_t>()) << what << " (u8 channels-last input)";
+      EXPECT_EQ(y3.to_vector<uint8_t>(), ref.to_vector<uint8_t>()) << what << " (u8 input)";
+    }
+  }
+  set_qconv2d_channels_last(was_cl);
+}
+
+TEST(QPool, MaxPoolU8ChannelsLast) {
+  // u8 channels-last in, channels-last out (no indices): against the direct maximum over the
+  // in-image taps; 2x2/2 (the vector path), 3x3/2 with padding, 3x3/1.
+  for (auto [k, s, pad] : std::vector<std::array<int64_t, 3>>{{2, 2, 0}, {3, 2, 1}, {3, 1, 0}, {2, 2, 1}}) {
+    const int64_t N = 2, C = 19, H = 9, W = 8;
+    const int64_t Ho = (H + 2 * pad - k) / s + 1, Wo = (W + 2 * pad - k) / s + 1;
+    std::mt19937 g(unsigned(k * 10 + s + pad));
+    std::vector<uint8_t> x(N * C * H * W);
+    for (auto& v : x) v = uint8_t(g() % 256);
+    Tensor xt = channels_last_copy(from_vector<uint8_t>(x, {N, C, H, W}));
+    ASSERT_TRUE(is_channels_last(xt));
+    Pool2dParams p;
+    p.kh = p.kw = k;
+    p.stride_h = p.stride_w = s;
+    p.pad_h = p.pad_w = pad;
+    Tensor y = empty({N, Ho, Wo, C}, DType::U8).permute({0, 3, 1, 2});
+    backend_for(kCPU).max_pool2d(xt, y, Tensor(), p);
+    auto yv = y.to_vector<uint8_t>();  // NCHW order
+    for (int64_t n = 0; n < N; n++)
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t oh = 0; oh < Ho; oh++)
+          for (int64_t ow = 0; ow < Wo; ow++) {
+            int best = 0;
+            for (int64_t i = 0; i < k; i++)
+              for (int64_t j = 0; j < k; j++) {
+                const int64_t h = oh * s - pad + i, w = ow * s - pad + j;
+                if (h < 0 || h >= H || w < 0 || w >= W) continue;
+                best = std::max(best, int(x[((n * C + c) * H + h) * W + w]));
+              }
+            ASSERT_EQ(int(yv[((n * C + c) * Ho + oh) * Wo + ow]), best)
+                << "k" << k << " s" << s << " pad" << pad << " at " << n << "," << c << "," << oh << "," << ow;
+          }
+  }
+  // a channels-last input with a contiguous NCHW output is refused (no silent relayout)
+  Tensor xt = channels_last_copy(zeros({1, 3, 4, 4}, DType::U8));
+  Tensor y = empty({1, 3, 2, 2}, DType::U8);
+  EXPECT_THROW(backend_for(kCPU).max_pool2d(xt, y, Tensor(), Pool2dParams{}), Error);
+}
+
+TEST(QConv2d, ChannelsLastChainEqualsNchw) {
+  // The CNN's chain: conv(f32 -> u8, ReLU) -> max pool 2 -> conv(u8 -> u8, ReLU) -> max pool
+  // 2 -> conv(u8 -> f32): channels-last all the way equals the NCHW chain exactly.
+  PathGuard guard;
+  const bool was_cl = qconv2d_channels_last();
+  const int64_t N = 3;
+  Tensor x = from_vector<float>(randv(N * 28 * 28, 0.0f, 1.0f, 900), {N, 1, 28, 28});
+  auto mk = [](int64_t oc, int64_t ic, uint32_t seed) {
+    return make_qweight(from_vector<float>(randv(oc * ic * 9, -0.3f, 0.3f, seed), {oc, ic, 3, 3}),
+                        from_vector<float>(randv(oc, -0.2f, 0.2f, seed + 1), {oc}));
+  };
+  QWeight w1 = mk(32, 1, 901), w2 = mk(64, 32, 903), w3 = mk(64, 64, 905);
+  const QParams p0{1.0f / 255, 0}, p1{0.02f, 0}, p2{0.05f, 0};
+  Pool2dParams pool;
+  auto maxpool = [&](const Tensor& t) {
+    const int64_t Ho = t.size(2) / 2, Wo = t.size(3) / 2;
+    Tensor o = t.is_contiguous() ? empty({t.size(0), t.size(1), Ho, Wo}, DType::U8)
+                                 : empty({t.size(0), Ho, Wo, t.size(1)}, DType::U8).permute({0, 3, 1, 2});
+    backend_for(kCPU).max_pool2d(t, o, Tensor(), pool);
+    return o;
+  };
+  auto chain = [&]() {
+    Tensor a = qconv2d(x, w1, {1, 1}, {0, 0}, {1, 1}, QInput{QActMode::Static, p0}, QOutput{true, true, p1});
+    a = maxpool(a);
+    Tensor b = qconv2d(a, w2, {1, 1}, {0, 0}, {1, 1}, QInput{QActMode::Static, p1}, QOutput{true, true, p2});
+    b = maxpool(b);
+    return qconv2d(b, w3, {1, 1}, {0, 0}, {1, 1}, QInput{QActMode::Static, p2}, QOutput{true, false, {}});
+  };
+  for (auto [dn, cap] : paths()) {
+    cpu::set_int8_dnnl_enabled(dn);
+    cpu::set_int8_isa_cap(cap < -1 ? -1 : cap);
+    cpu::set_int8_dnnl_min_work(cap == -2 ? 0 : -1);
+    set_qconv2d_channels_last(false);
+    Tensor ref = chain();
+    set_qconv2d_channels_last(true);
+    Tensor y = chain();
+    ASSERT_EQ(y.shape(), (Shape{N, 64, 3, 3}));
+    ASSERT_EQ(y.dtype(), DType::F32);
+    EXPECT_EQ(y.to_vector<float>(), ref.to_vector<float>()) << (dn ? "dnnl " : "mox ") << cap;
+  }
+  set_qconv2d_channels_last(was_cl);
 }

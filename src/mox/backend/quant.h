@@ -15,6 +15,8 @@
 //     y   = max(y, 0) if relu
 //     f32 output: y;  u8 output: clamp(round_half_even(y / out_scale) + out_zp, 0, 255)
 //   written at out[m * out_rs + n * out_cs] (conv writes NCHW directly: out_rs 1, out_cs P).
+// Static quantisation has its own entry points (qlinear_dnnl_static, qconv2d_dnnl_static,
+// qconv2d_small_static below) with the epilogue inside the kernel.
 // Paths: oneDNN's int8 matmul / convolution (MOX_HAVE_DNNL, on unless MOX_DNNL=0 or
 // set_int8_dnnl_enabled(false), for products of at least 2^18 MACs; int32 results, then our
 // epilogue), else mox's own kernel: portable C++ dot products that GCC vectorises,
@@ -105,6 +107,42 @@ void im2col_u8(const uint8_t* x, int64_t images, int64_t C, int64_t H, int64_t W
 // x u8 NCHW contiguous with zero point ep.a_zp, weights [OC, C, kh, kw], ep.a_scale [N] when
 // a_scale_per_row; out NCHW. Returns false (nothing computed) when oneDNN is not built in,
 // is disabled, the problem is below the size threshold or oneDNN has no fast kernel.
+// Static quantisation (every epilogue parameter a constant of the layer): oneDNN primitives
+// with the epilogue as constant attributes (per-channel output scales, source / destination
+// zero points, bias, ReLU post-op), fused into oneDNN's AMX / VNNI kernels; cached per
+// weights (QGemmWeights::dnnl) by shape and parameter values. Same formulas as QGemmEpilogue
+// with one input scale. Return false (nothing computed) when oneDNN is not built in, is
+// disabled, the product is below the size threshold or oneDNN has no fast kernel for it.
+struct QStaticEpilogue {
+  float a_scale = 1;
+  int32_t a_zp = 0;
+  const float* w_scale = nullptr;  // [N]
+  const float* bias = nullptr;     // [N] or null
+  bool relu = false;
+  bool requantize = false;  // u8 output, else f32
+  float out_scale = 1;
+  int32_t out_zp = 0;
+};
+// out [M, N] dense (u8 or f32) = epilogue(a u8 [M, K] dense rows x w^T).
+bool qlinear_dnnl_static(int64_t M, const uint8_t* a, const QGemmWeights& w, const QStaticEpilogue& ep,
+                         void* out);
+// Own direct convolution for few taps (C * kh * kw <= 32, e.g. a 1-channel first layer):
+// exact integer sums in f32 FMAs, the f32 input's quantisation (ep.a_scale, ep.a_zp) fused,
+// no oneDNN needed. x: f32 (x_f32) or u8, dense channels-last (x_nhwc) or NCHW; out as
+// qconv2d_dnnl_static. Returns false when the layer has more taps.
+bool qconv2d_small_static(const void* x, bool x_f32, bool x_nhwc, int64_t N, int64_t C, int64_t H, int64_t W,
+                          const QGemmWeights& w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                          int64_t pw, int64_t dh, int64_t dw, int64_t OH, int64_t OW,
+                          const QStaticEpilogue& ep, bool out_nhwc, void* out);
+// Records the path of the latest product for int8_last_path() (kernels in other files).
+void note_int8_path(const std::string& path);
+// x u8 [N, C, H, W] dense, channels-last (x_nhwc: memory [N, H, W, C]) or NCHW; out dense
+// channels-last [N, OH, OW, OC] (out_nhwc) or NCHW, u8 or f32 per ep.requantize.
+bool qconv2d_dnnl_static(const uint8_t* x, bool x_nhwc, int64_t N, int64_t C, int64_t H, int64_t W,
+                         const QGemmWeights& w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                         int64_t pw, int64_t dh, int64_t dw, int64_t OH, int64_t OW,
+                         const QStaticEpilogue& ep, bool out_nhwc, void* out);
+
 bool qconv2d_dnnl_direct(const uint8_t* x, int64_t N, int64_t C, int64_t H, int64_t W,
                          const QGemmWeights& w, int64_t kh, int64_t kw, int64_t sh, int64_t sw,
                          int64_t ph, int64_t pw, int64_t dh, int64_t dw, int64_t OH, int64_t OW,

@@ -86,8 +86,10 @@ QActMode act_from_name(const std::string& s, const std::string& where) {
 }
 
 // The quantisation parameters held in the buffers (read at every call: loading a file
-// writes into the buffers).
+// writes into the buffers). The int8 layers run on the CPU only.
 void read_params(QInput& in, QOutput& out, const Tensor& is, const Tensor& iz, const Tensor& os, const Tensor& oz) {
+  MOX_CHECK(is.device().is_cpu(), "quantized layer",
+            "int8 layers run on the CPU; this model was moved to " + is.device().str());
   in.params.scale = is.data<float>()[0];
   in.params.zero_point = iz.data<int32_t>()[0];
   out.params.scale = os.data<float>()[0];
@@ -231,6 +233,8 @@ BlockQuantLinear::BlockQuantLinear(const nn::Linear& src, BlockFormat f)
 
 Tensor BlockQuantLinear::forward(const Tensor& x) {
   output_shape(x.shape());
+  MOX_CHECK(qweight.device().is_cpu(), "BlockQuantLinear",
+            "block-quantised layers run on the CPU; this model was moved to " + qweight.device().str());
   if (!bw_) bw_ = std::make_shared<BlockQuantWeight>(block_weight_from(format, qweight, qscale));
   return block_linear(x.dtype() == DType::F32 ? x : x.to(DType::F32), *bw_, qbias);
 }

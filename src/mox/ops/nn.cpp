@@ -211,6 +211,19 @@ Tensor max_pool2d(const Tensor& x, const Pool2dParams& p) {
   // u8 on the CPU: quantised activations (the max commutes with their monotone dequantisation).
   Shape os = pool_shape(x, p, "max_pool2d", x.device().is_cpu());
   if (is_half(x.dtype())) return max_pool2d(x.to(DType::F32), p).to(x.dtype());
+  if (x.dtype() == DType::U8 && x.dim() == 4 && !x.is_contiguous()) {
+    // A channels-last u8 tensor (a quantised convolution's output: strides
+    // [H*W*C, 1, W*C, C]) is pooled as it lies, into a channels-last result.
+    const int64_t C = x.size(1), H = x.size(2), W = x.size(3);
+    const int64_t cl[4] = {H * W * C, 1, W * C, C};
+    bool is_cl = true;
+    for (int d = 0; d < 4; d++) is_cl = is_cl && (x.size(d) == 1 || x.stride(d) == cl[d]);
+    if (is_cl) {
+      Tensor out = empty({os[0], os[2], os[3], os[1]}, TensorOptions(x.dtype(), x.device())).permute({0, 3, 1, 2});
+      backend_for(x).max_pool2d(x.detach(), out, Tensor(), p);
+      return out;
+    }
+  }
   Tensor out = empty(os, TensorOptions(x.dtype(), x.device()));
   backend_for(x).max_pool2d(plain(x), out, Tensor(), p);  // no indices needed without grad
   return out;

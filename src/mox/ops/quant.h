@@ -34,7 +34,9 @@ struct QWeight {
   Tensor scale;  // F32 [N]
   Tensor bias;   // F32 [N] or undefined
   // Kernel-private cache (cpu::QGemmWeights: K padded to 64, row sums for the zero-point
-  // correction), built by make_qweight*; rebuilt per call if a QWeight is assembled by hand.
+  // correction; with oneDNN also the static-mode primitives keyed by input shape and
+  // quantisation parameters), built by make_qweight*; rebuilt per call if a QWeight is
+  // assembled by hand.
   std::shared_ptr<void> prepared;
 };
 QWeight make_qweight(const Tensor& w, const Tensor& bias);
@@ -58,14 +60,27 @@ struct QOutput {
 };
 
 // y[m, n] = act((sum_k (xq[m,k] - zp_x) * wq[n,k]) * (scale_x(m) * w.scale[n]) + bias[n])
+// (u8 results: oneDNN's static kernels compute y / out_scale as acc * (scale_x * w.scale[n] /
+// out_scale) + bias[n] / out_scale, which may round one unit differently at exact ties)
 // x: F32 [..., K] (quantised here per `in`), or U8 [..., K] already quantised (then in.mode
 // must be Static and in.params describe it). Result [..., N]: F32, or U8 when out.requantize.
 Tensor qlinear(const Tensor& x, const QWeight& w, const QInput& in, const QOutput& out);
 
-// NCHW convolution, groups = 1, stride/padding/dilation as PyTorch's Conv2d (zero padding =
-// padding with the input's zero point, i.e. real 0). x: F32 or U8 [N, C, H, W]; w.q
-// [OC, IC, kh, kw]; result NCHW [N, OC, OH, OW], F32 or U8 (out.requantize).
+// Convolution, groups = 1, stride/padding/dilation as PyTorch's Conv2d (zero padding =
+// padding with the input's zero point, i.e. real 0). x: F32 or U8 [N, C, H, W] (any strides;
+// dense channels-last memory, strides [H*W*C, 1, W*C, C], is read without a copy); w.q
+// [OC, IC, kh, kw]; result [N, OC, OH, OW], F32 or U8 (out.requantize).
+// Layout of the result: Static mode with a u8 result (a quantised conv feeding another
+// quantised layer) returns it channels-last (strides [OH*OW*OC, 1, OW*OC, OC]) when
+// qconv2d_channels_last() is on (default; environment MOX_QCONV_CL=0 starts it off), so that a chain of quantised convolutions (and
+// u8 max pooling between them) never changes layout; otherwise contiguous NCHW.
+// Static mode runs the whole epilogue inside the kernel: oneDNN's convolution with constant
+// scales / zero points / bias / ReLU when built in and enabled, else (few taps, C*kh*kw <= 32)
+// mox's direct kernel with the f32 input quantised on the fly; everything else (dynamic
+// modes, larger layers without oneDNN) uses im2col + the own int8 GEMM.
 // DynamicToken is per image here: scale_b = max|x[b]| / 127 (1 if 0), symmetric, one per batch item.
+void set_qconv2d_channels_last(bool on);
+bool qconv2d_channels_last();
 Tensor qconv2d(const Tensor& x, const QWeight& w, std::array<int64_t, 2> stride,
                std::array<int64_t, 2> padding, std::array<int64_t, 2> dilation, const QInput& in,
                const QOutput& out);

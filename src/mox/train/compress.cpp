@@ -15,6 +15,7 @@
 #include "mox/compress/structured.h"
 #include "mox/data/text/text_tokenizer.h"
 #include "mox/io/file_util.h"
+#include "mox/io/safetensors.h"
 #include "mox/nn/models/generate.h"
 #include "mox/nn/models/gpt_io.h"
 #include "mox/nn/serialize.h"
@@ -89,7 +90,8 @@ struct Source {
   Experiment e;
 };
 
-Source load_source(const CompressRunOptions& o, int64_t epochs, int64_t steps, double lr) {
+// lr: the fine-tuning rate; 0 = the run's rate times default_lr_scale.
+Source load_source(const CompressRunOptions& o, int64_t epochs, int64_t steps, double lr, double default_lr_scale) {
   Source s;
   s.file = (fs::path(o.model_dir) / "config.toml").string();
   MOX_CHECK(fs::exists(s.file), o.model_dir, "not a run folder (config.toml missing)");
@@ -101,7 +103,7 @@ Source load_source(const CompressRunOptions& o, int64_t epochs, int64_t steps, d
   if (steps > 0) sets.push_back("train.steps_per_epoch=" + std::to_string(steps));
   const double base_lr = base.optimizer.get_float("lr", 1e-3);
   char buf[64];
-  std::snprintf(buf, sizeof buf, "%.9g", lr > 0 ? lr : base_lr / 10);
+  std::snprintf(buf, sizeof buf, "%.9g", lr > 0 ? lr : base_lr * default_lr_scale);
   sets.push_back(std::string("optimizer.lr=") + buf);
   // Callbacks of the original run (early stopping, best-checkpoint) do not apply to a fine-tune.
   s.text = io::apply_overrides(s.text, s.file, sets);
@@ -166,6 +168,15 @@ void copy_into(const fs::path& from, const fs::path& to) {
   MOX_CHECK(!ec, from.string(), "cannot copy to " + to.string() + ": " + ec.message());
 }
 
+void copy_gpt_files(const std::string& from, const std::string& to) {
+  for (const char* f : {"config.toml", "tokenizer"})
+    if (fs::exists(fs::path(from) / f)) copy_into(fs::path(from) / f, fs::path(to) / f);
+  if (fs::exists(fs::path(from) / "data" / "val.tok")) {
+    fs::create_directories(fs::path(to) / "data");
+    copy_into(fs::path(from) / "data" / "val.tok", fs::path(to) / "data" / "val.tok");
+  }
+}
+
 CompressResult quantize_gpt(const QuantizeRunOptions& o) {
   const compress::QuantConfig& qc = o.config;
   MOX_CHECK(qc.mode == "w8" || qc.mode == "w4" || qc.mode == "dynamic-int8", "quantize",
@@ -178,12 +189,8 @@ CompressResult quantize_gpt(const QuantizeRunOptions& o) {
   double t0 = now_s();
   compress::QuantizeReport rep = qc.mode == "dynamic-int8" ? compress::quantize_dynamic(*g, qc) : compress::quantize_blocks(*g, qc);
   const double seconds = now_s() - t0;
-  for (const char* f : {"config.toml", "model.json", "tokenizer"})
-    if (fs::exists(fs::path(o.model_dir) / f)) copy_into(fs::path(o.model_dir) / f, fs::path(dir) / f);
-  if (fs::exists(fs::path(o.model_dir) / "data" / "val.tok")) {
-    fs::create_directories(fs::path(dir) / "data");
-    copy_into(fs::path(o.model_dir) / "data" / "val.tok", fs::path(dir) / "data" / "val.tok");
-  }
+  copy_gpt_files(o.model_dir, dir);
+  copy_into(fs::path(o.model_dir) / "model.json", fs::path(dir) / "model.json");
   nn::save_state_dict(*g, (fs::path(dir) / "model.safetensors").string(), {{"format", "pt"}, {"mox_quantization", "quantization.json"}});
   json layout = compress::quantization_json(*g, qc);
   io::write_file_atomic((fs::path(dir) / "quantization.json").string(), layout.dump(2) + "\n");
@@ -222,11 +229,23 @@ bool is_gpt_run(const std::string& dir) {
   }
 }
 
+namespace {
+
+bool has_sparse_tensors(const std::string& path) {
+  if (!fs::exists(path)) return false;
+  for (const auto& [k, v] : io::load_safetensors(path).metadata)
+    if (k.rfind("sparse.", 0) == 0) return true;
+  return false;
+}
+
+}  // namespace
+
 std::shared_ptr<nn::GPT> load_gpt_run(const std::string& dir) {
   const fs::path qpath = fs::path(dir) / "quantization.json";
-  if (!fs::exists(qpath)) return nn::load_gpt(dir);
+  const std::string weights = (fs::path(dir) / "model.safetensors").string();
+  if (!fs::exists(qpath) && !has_sparse_tensors(weights)) return nn::load_gpt(dir);
   const std::string mj = (fs::path(dir) / "model.json").string();
-  MOX_CHECK(fs::exists(mj), dir, "a quantised GPT needs model.json");
+  MOX_CHECK(fs::exists(mj), dir, "a quantised or sparse GPT needs model.json");
   json cfg;
   try {
     cfg = json::parse(io::read_file(mj));
@@ -234,14 +253,16 @@ std::shared_ptr<nn::GPT> load_gpt_run(const std::string& dir) {
     throw Error(mj, e.what());
   }
   auto g = std::make_shared<nn::GPT>(nn::gpt_config_from_json(cfg, mj));
-  json layout;
-  try {
-    layout = json::parse(io::read_file(qpath.string()));
-  } catch (const json::exception& e) {
-    throw Error(qpath.string(), e.what());
+  if (fs::exists(qpath)) {
+    json layout;
+    try {
+      layout = json::parse(io::read_file(qpath.string()));
+    } catch (const json::exception& e) {
+      throw Error(qpath.string(), e.what());
+    }
+    compress::apply_quantization_layout(*g, layout, qpath.string());
   }
-  compress::apply_quantization_layout(*g, layout, qpath.string());
-  nn::load_state_dict(*g, (fs::path(dir) / "model.safetensors").string());
+  compress::load_state_dict_any(*g, weights);  // dense or sparse (mox prune)
   g->eval();
   return g;
 }
@@ -251,7 +272,7 @@ CompressResult run_quantize(const QuantizeRunOptions& o) {
   if (is_gpt_run(o.model_dir)) return quantize_gpt(o);
   const compress::QuantConfig& qc = o.config;
   const bool qat = qc.mode == "qat";
-  Source s = load_source(o, qat ? o.finetune_epochs : 1, o.steps_per_epoch, o.lr);
+  Source s = load_source(o, qat ? o.finetune_epochs : 1, o.steps_per_epoch, o.lr, 0.1);
   auto seq = s.e.model;
   const std::string dir = prepare_out_dir(o, qc.mode);
   compress::QuantConfig saved = qc;
@@ -290,13 +311,84 @@ CompressResult run_quantize(const QuantizeRunOptions& o) {
   return finish_classifier(o, dir, s, c, io::read_file((fs::path(o.model_dir) / "config.toml").string()));
 }
 
+namespace {
+
+CompressResult prune_gpt(const PruneRunOptions& o, const std::string& variant) {
+  MOX_CHECK(!fs::exists(fs::path(o.model_dir) / "quantization.json"), o.model_dir,
+            "is quantised: prune the float run it came from");
+  MOX_CHECK(o.structured || o.finetune_steps == 0, "prune",
+            "a sparse GPT is pruned in one shot: fine-tuning it (--finetune-steps) needs --structured");
+  const std::string dir = prepare_out_dir(o, variant);
+  std::shared_ptr<nn::GPT> g = load_gpt_run(o.model_dir);
+  json c = {{"kind", o.structured ? "structured-pruning" : "pruning"}, {"sparsity", o.sparsity}, {"skip", o.skip}};
+  c["parameters_before"] = g->config().num_parameters();
+  if (o.structured) {
+    compress::prune_heads(*g, o.sparsity);
+    nn::GPTConfig gc = compress::prune_gpt_mlp(*g, o.sparsity);
+    c["parameters_after"] = gc.num_parameters();
+    c["layer_heads"] = gc.layer_heads;
+    c["layer_mlp"] = gc.layer_mlp;
+    say(o, "structured pruning: " + std::to_string(c["parameters_before"].get<int64_t>()) + " -> " +
+               std::to_string(gc.num_parameters()) + " parameters");
+    if (o.finetune_steps > 0) {
+      // Pre-training on the run's corpus, starting from the pruned model (its [model] init).
+      const std::string init = dir + ".pruned";
+      fs::remove_all(init);
+      nn::save_gpt(*g, init);
+      copy_gpt_files(o.model_dir, init);
+      PretrainOptions po;
+      po.overrides = {"model.init=" + fs::absolute(init).string()};
+      po.out = dir;
+      po.overwrite = true;
+      po.steps = o.finetune_steps;
+      po.data_from = o.model_dir;  // the run's own tokenized corpus
+      po.log = o.verbose > 0 ? (o.out ? o.out : &std::cout) : nullptr;
+      run_pretrain((fs::path(o.model_dir) / "config.toml").string(), po);
+      fs::remove_all(init);
+      g = load_gpt_run(dir);
+      c["finetune_steps"] = o.finetune_steps;
+    } else {
+      nn::save_gpt(*g, dir);
+      copy_gpt_files(o.model_dir, dir);
+    }
+  } else {
+    nn::PruneOptions fo;
+    fo.sparsity = o.sparsity;
+    fo.global = o.global;
+    fo.skip = o.skip;
+    nn::apply_masks(*g, nn::magnitude_prune_masks(*g, fo));
+    c["weight_sparsity"] = nn::prunable_sparsity(*g, o.skip);
+    io::write_file_atomic((fs::path(dir) / "model.json").string(), nn::gpt_config_to_json(g->config()).dump(2) + "\n");
+    compress::save_sparse_state_dict(*g, (fs::path(dir) / "model.safetensors").string(), {{"format", "pt"}});
+    copy_gpt_files(o.model_dir, dir);
+  }
+  json sj;
+  sj["source"] = o.model_dir;
+  sj["compression"] = c;
+  sj["model_bytes"] = file_bytes((fs::path(dir) / "model.safetensors").string());
+  sj["source_model_bytes"] = file_bytes((fs::path(o.model_dir) / "model.safetensors").string());
+  if (fs::exists(fs::path(dir) / "data" / "val.tok")) {
+    const double loss = gpt_validation_loss(load_gpt_run(dir), dir);
+    sj["val_loss"] = loss;
+    sj["val_perplexity"] = std::exp(loss);
+    say(o, "val_loss " + std::to_string(loss) + " val_perplexity " + std::to_string(std::exp(loss)));
+  }
+  sj["mox_version"] = MOX_VERSION;
+  std::string text = sj.dump(2) + "\n";
+  io::write_file_atomic((fs::path(dir) / "summary.json").string(), text);
+  say(o, "wrote " + dir + "/");
+  return {dir, text};
+}
+
+}  // namespace
+
 CompressResult run_prune(const PruneRunOptions& o) {
   MOX_CHECK(o.sparsity > 0 && o.sparsity < 1, "prune", "--sparsity must be in (0, 1), got " + std::to_string(o.sparsity));
-  MOX_CHECK(!is_gpt_run(o.model_dir), o.model_dir,
-            "mox prune takes classifier runs (for a GPT's attention heads see compress::prune_heads)");
   char pct[32];
   std::snprintf(pct, sizeof pct, "%d", int(std::lround(o.sparsity * 100)));
-  Source s = load_source(o, o.finetune_epochs, o.steps_per_epoch, o.lr);
+  if (is_gpt_run(o.model_dir)) return prune_gpt(o, std::string(o.structured ? "structured" : "sparse") + pct);
+  std::snprintf(pct, sizeof pct, "%d", int(std::lround(o.sparsity * 100)));
+  Source s = load_source(o, o.finetune_epochs, o.steps_per_epoch, o.lr, 1.0);
   const std::string dir = prepare_out_dir(o, std::string(o.structured ? "structured" : "sparse") + pct);
   const int64_t params_before = s.e.model->num_parameters();
   json c = {{"kind", o.structured ? "structured-pruning" : "pruning"}, {"sparsity", o.sparsity},

@@ -45,10 +45,11 @@ struct PruneRunOptions : CompressRunOptions {
   bool structured = false;
   bool global = false;            // unstructured: one threshold over all layers
   std::vector<std::string> skip;  // layers left dense / unpruned
-  int64_t finetune_epochs = 1;
+  int64_t finetune_epochs = 1;    // classifiers
+  int64_t finetune_steps = 0;     // GPT (structured only): steps of pre-training on the run's corpus
   int64_t steps_per_epoch = 0;
   int64_t frequency = 0;          // unstructured: prune every k steps (0: 20 updates over the first 3/4 of fine-tuning)
-  double lr = 0;                  // 0 = a tenth of the run's [optimizer] lr
+  double lr = 0;                  // 0 = the run's [optimizer] lr (Zhu & Gupta prune at the training rate)
 };
 
 struct CompressResult {
@@ -57,6 +58,10 @@ struct CompressResult {
 };
 
 CompressResult run_quantize(const QuantizeRunOptions& options);
+// Classifier runs: unstructured (gradual magnitude pruning while fine-tuning, stored sparse) or
+// structured (smaller layers, then fine-tuning). GPT runs: unstructured one-shot (stored
+// sparse), or structured: the fraction of each layer's attention heads and MLP units with
+// the smallest L1 norms removed, then finetune_steps of pre-training from the pruned model.
 CompressResult run_prune(const PruneRunOptions& options);
 
 // The GPT of a mox LM run folder, quantised or not (quantization.json), in eval mode.

@@ -575,6 +575,15 @@ PretrainResult run_pretrain(const std::string& config_path, const PretrainOption
     io::write_file_atomic(run_dir + "/config.toml", text);
   }
 
+  if (!options.data_from.empty() && !options.resume) {
+    for (const char* sub : {"data", "tokenizer"}) {
+      const fs::path from = fs::path(options.data_from) / sub;
+      MOX_CHECK(fs::is_directory(from), options.data_from, std::string("has no ") + sub + "/ to reuse");
+      std::error_code ec;
+      fs::copy(from, fs::path(run_dir) / sub, fs::copy_options::recursive | fs::copy_options::overwrite_existing, ec);
+      MOX_CHECK(!ec, run_dir, std::string("cannot copy ") + sub + "/: " + ec.message());
+    }
+  }
   prepare_corpus(cfg, run_dir, log);
   const data::TokenFile train_tokens = data::TokenFile::open(run_dir + "/data/train.tok");
   const data::TokenFile val_tokens = data::TokenFile::open(run_dir + "/data/val.tok");

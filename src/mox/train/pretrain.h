@@ -64,6 +64,9 @@ struct PretrainOptions {
   // (validation stays plain next-token cross-entropy). Same tokenizer required.
   std::string teacher_dir;
   double distill_temperature = 2.0, distill_alpha = 0.5;
+  // A pre-training run folder whose tokenized corpus (data/ and tokenizer/) this run reuses
+  // instead of reading [corpus] (fine-tuning a compressed copy of that run: mox prune).
+  std::string data_from;
 };
 
 struct PretrainResult {

@@ -1,6 +1,9 @@
 // Max and average 2-D pooling over the last two dimensions (planes, H, W), forward and
 // backward, f32/f64 (max pooling's forward also u8, for quantised CNNs). Threads split the
 // planes; max pooling records the argmax of each window (as h*W+w) for its backward pass.
+// u8 max pooling without indices also takes channels-last tensors (shape [N, C, H, W],
+// memory [N, H, W, C], as quantised convolutions produce them) and writes a channels-last
+// output: the max runs over contiguous C-vectors of the window's taps.
 #include <omp.h>
 
 #include <algorithm>
@@ -207,6 +210,76 @@ void max_pool_planes(const uint8_t* x, const PoolGeom& g, const Pool2dParams& p,
   max_pool_planes_u8(x, g, p, y, id, pl0, pl1);
 }
 
+// Channels-last u8: x memory [N, H, W, C], y memory [N, Ho, Wo, C]; rows r0..r1 of the
+// N * Ho output rows. Only in-image taps compete (padding never wins), running max from 0.
+MOX_SIMD void max_pool_cl_u8_rows(const uint8_t* x, int64_t C, int64_t H, int64_t W, int64_t Ho,
+                                  int64_t Wo, const Pool2dParams& p, uint8_t* y, int64_t r0, int64_t r1) {
+  const bool two = p.kh == 2 && p.kw == 2 && p.stride_h == 2 && p.stride_w == 2 && p.pad_h == 0 &&
+                   p.pad_w == 0 && 2 * Ho <= H && 2 * Wo <= W;
+  for (int64_t r = r0; r < r1; r++) {
+    const int64_t n = r / Ho, oh = r % Ho;
+    const uint8_t* xn = x + n * H * W * C;
+    uint8_t* __restrict yr = y + r * Wo * C;
+    if (two) {
+      const uint8_t* __restrict a = xn + (2 * oh) * W * C;
+      const uint8_t* __restrict b = a + W * C;
+      for (int64_t ow = 0; ow < Wo; ow++) {
+        const uint8_t* __restrict a0 = a + 2 * ow * C;
+        const uint8_t* __restrict b0 = b + 2 * ow * C;
+        uint8_t* __restrict o = yr + ow * C;
+        for (int64_t c = 0; c < C; c++) {
+          const uint8_t u = a0[c] > a0[c + C] ? a0[c] : a0[c + C];
+          const uint8_t v = b0[c] > b0[c + C] ? b0[c] : b0[c + C];
+          o[c] = u > v ? u : v;
+        }
+      }
+      continue;
+    }
+    for (int64_t ow = 0; ow < Wo; ow++) {
+      uint8_t* __restrict o = yr + ow * C;
+      for (int64_t c = 0; c < C; c++) o[c] = 0;
+      for (int64_t i = 0; i < p.kh; i++) {
+        const int64_t ih = oh * p.stride_h - p.pad_h + i;
+        if (ih < 0 || ih >= H) continue;
+        for (int64_t j = 0; j < p.kw; j++) {
+          const int64_t iw = ow * p.stride_w - p.pad_w + j;
+          if (iw < 0 || iw >= W) continue;
+          const uint8_t* __restrict t = xn + (ih * W + iw) * C;
+          for (int64_t c = 0; c < C; c++) o[c] = t[c] > o[c] ? t[c] : o[c];
+        }
+      }
+    }
+  }
+}
+
+// Dense channels-last [N, C, H, W] (strides [H*W*C, 1, W*C, C]; size-1 dims any stride).
+bool channels_last_dense(const Tensor& t) {
+  if (t.dim() != 4) return false;
+  const int64_t C = t.size(1), H = t.size(2), W = t.size(3);
+  const int64_t expect[4] = {H * W * C, 1, W * C, C};
+  for (int d = 0; d < 4; d++)
+    if (t.size(d) > 1 && t.stride(d) != expect[d]) return false;
+  return true;
+}
+
+void max_pool_channels_last_u8(const Tensor& x, const Tensor& y, const Pool2dParams& p) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const int64_t Ho = y.size(2), Wo = y.size(3);
+  const uint8_t* xd = x.data<uint8_t>();
+  uint8_t* yd = y.data<uint8_t>();
+  const int64_t rows = N * Ho;
+  const int nt = cpu::threads_for(rows * Wo * C * p.kh * p.kw);
+  if (nt <= 1) {
+    max_pool_cl_u8_rows(xd, C, H, W, Ho, Wo, p, yd, 0, rows);
+    return;
+  }
+#pragma omp parallel num_threads(nt)
+  {
+    const int t = omp_get_thread_num(), T_ = omp_get_num_threads();
+    max_pool_cl_u8_rows(xd, C, H, W, Ho, Wo, p, yd, cpu::conv::part(rows, t, T_), cpu::conv::part(rows, t + 1, T_));
+  }
+}
+
 // x (planes,H,W) -> y (planes,Ho,Wo), idx (planes,Ho,Wo) = argmax as h*W+w
 template <typename T>
 void max_pool_forward(const Tensor& x, const Tensor& y, const Tensor& indices,
@@ -307,6 +380,11 @@ using cpu::conv::check_float;
 void CpuBackend::max_pool2d(const Tensor& x, const Tensor& out, const Tensor& indices,
                             const Pool2dParams& p) {
   if (x.dtype() != DType::U8) check_float(x, "max_pool2d");
+  if (x.dtype() == DType::U8 && !indices.defined() && out.dtype() == DType::U8 &&
+      channels_last_dense(x) && channels_last_dense(out) && !(x.is_contiguous() && out.is_contiguous())) {
+    max_pool_channels_last_u8(x, out, p);  // (a channels-last input with an NCHW output fails below)
+    return;
+  }
   check_contig(x, "max_pool2d", "input");
   if (x.dtype() == DType::F32)
     max_pool_forward<float>(x, out, indices, p);

@@ -11,8 +11,19 @@
 // vectorised along the output's contiguous dimension. Threads: OpenMP over row blocks, or
 // over column chunks when there are few rows (batch 1), and only above ~1M MACs.
 //
-// oneDNN path (MOX_HAVE_DNNL, products of at least 2^18 MACs): matmul u8 x s8 -> s32 with a
-// runtime source zero point, primitives cached by shape (LRU), then the same epilogue.
+// Static quantisation (qlinear_dnnl_static / qconv2d_dnnl_static): the layer's scales and
+// zero points are constants, so the primitives are built with CONSTANT attributes (per-channel
+// output scales, source / destination zero points, bias pre-divided by the accumulator scale,
+// ReLU post-op, u8 or f32 destination) and oneDNN's fast kernels run the whole epilogue:
+// brg:avx512_core_amx_int8 matmuls, brgconv:avx512_core_amx_int8 convolutions and
+// brgconv:avx512_core_vnni for a 1-channel first layer (ONEDNN_VERBOSE=1 on this machine).
+// Convolutions read and write channels-last (NHWC) memory directly. The primitives, and the
+// weights reordered into the layouts they chose, are cached with the packed weights
+// (QGemmWeights::dnnl), keyed by shape, thread count and the parameter values.
+//
+// oneDNN path for the dynamic modes (MOX_HAVE_DNNL, products of at least 2^18 MACs): matmul
+// u8 x s8 -> s32 with a runtime source zero point, primitives cached by shape (LRU), then
+// the same epilogue.
 // Runtime output scales would be the natural way to fuse the epilogue, but oneDNN 2.6 then
 // drops from its brgemm kernels to gemm:jit (2-3x slower here), as does a source with
 // padded rows, so A is passed with dense rows (qgemm_wants_dense) and the scales applied
@@ -50,11 +61,22 @@
 namespace mox::cpu {
 
 #ifdef MOX_HAVE_DNNL
+struct StaticEntry;
+using StaticKey = std::array<int64_t, 24>;
+struct StaticKeyHash {
+  size_t operator()(const StaticKey& k) const {
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t v : k) h = (h ^ uint64_t(v)) * 1099511628211ull;
+    return size_t(h);
+  }
+};
 // oneDNN-private state of packed weights: the weights reordered into the layouts that
-// convolution primitives chose (one per layout), made on first use.
+// primitives chose (one per layout), made on first use, and the static-mode primitives
+// (constant scales / zero points / bias / ReLU baked in) keyed by shape and parameters.
 struct DnnlWeights {
   std::mutex mu;
   std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> reordered;
+  std::unordered_map<StaticKey, std::shared_ptr<const StaticEntry>, StaticKeyHash> statics;
 };
 #endif
 
@@ -71,6 +93,11 @@ std::atomic<bool> g_dnnl_enabled{[] {
 std::atomic<int> g_isa_cap{-1};
 std::atomic<int64_t> g_dnnl_min_work{int64_t(1) << 18};
 std::atomic<int64_t> g_dnnl_calls{0};
+// Static-mode convolutions have no epilogue pass or reorders around them: oneDNN beats the
+// own im2col kernel at every size measured (the CNN's 64->64 5x5 layer at batch 1: 8 us vs
+// 30 us), so they take oneDNN from this fraction of the threshold (0: always). Static
+// matmuls keep the full threshold (batch-1 784->128: own kernel 1.5 us, oneDNN 3.9 us).
+constexpr double kStaticConvFactor = 0.0;
 std::mutex g_path_mu;
 std::string g_last_path;
 
@@ -807,6 +834,228 @@ dnnl::memory dnnl_weights(const QGemmWeights& w, const dnnl::memory::desc& md, i
   return dst;
 }
 
+// ---------------------------------------------------------------- static mode
+// Static quantisation: every parameter of the epilogue is a constant of the layer, so the
+// primitive carries it as a constant attribute and oneDNN's fast kernels (brgemm AMX / VNNI
+// matmul, jit AMX / brgconv convolution) fuse the whole epilogue (they fall back to
+// gemm:jit only with RUNTIME output scales):
+//   output scales (per channel n) os[n] = a_scale * w_scale[n] / out_scale  (u8 output)
+//                                       = a_scale * w_scale[n]              (f32 output)
+//   source zero point a_zp, destination zero point out_zp (u8), post-op ReLU,
+//   bias (f32) given as bias[n] / (a_scale * w_scale[n]): oneDNN 2.x adds the bias to the
+//   int32 accumulator BEFORE the output scale (dst = os * (acc + bias)), so
+//   dst = (acc * a_scale * w_scale + bias) / out_scale as documented in backend/quant.h.
+// oneDNN rounds the u8 result half to even (the CPU's default rounding mode) and saturates.
+}  // namespace
+struct StaticEntry {
+  bool usable = false;
+  std::string impl;
+  dnnl::primitive prim;
+  dnnl::memory::desc src_md, w_md, dst_md;
+  dnnl::memory weights;               // reordered into w_md
+  std::vector<float> bias;            // scaled (see above); empty without bias
+  dnnl::memory::desc bias_md;
+  size_t scratch_bytes = 0;
+  // convolution only: NCHW u8 source reordered to NHWC first; f32 NHWC result to NCHW
+  bool src_reorder = false, dst_reorder = false;
+  dnnl::memory::desc src_nchw, dst_nchw;
+  dnnl::reorder to_nhwc, to_nchw;
+};
+namespace {
+
+int64_t fbits(float f) { return int64_t(std::bit_cast<uint32_t>(f)); }
+
+// Hash of the per-channel scales and bias (values, not pointers: a QWeight assembled by hand
+// or reloaded buffers must not reuse a stale primitive).
+int64_t channel_hash(const float* ws, const float* bias, int64_t n) {
+  uint64_t h = 1469598103934665603ull;
+  for (int64_t i = 0; i < n; i++) h = (h ^ std::bit_cast<uint32_t>(ws[i])) * 1099511628211ull;
+  if (bias)
+    for (int64_t i = 0; i < n; i++) h = (h ^ (std::bit_cast<uint32_t>(bias[i]) + 0x9e37u)) * 1099511628211ull;
+  return int64_t(h);
+}
+
+dnnl::primitive_attr static_attr(const QStaticEpilogue& ep, int64_t N, std::vector<float>& bias_out,
+                                 std::vector<float>& scales) {
+  scales.resize(size_t(N));
+  if (ep.bias) bias_out.resize(size_t(N));
+  for (int64_t n = 0; n < N; n++) {
+    const float s = ep.a_scale * ep.w_scale[n];
+    scales[size_t(n)] = ep.requantize ? s / ep.out_scale : s;
+    if (ep.bias) bias_out[size_t(n)] = ep.bias[n] / s;
+  }
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  attr.set_output_scales(1 << 1, scales);
+  if (ep.a_zp != 0) attr.set_zero_points(DNNL_ARG_SRC, 0, {ep.a_zp});
+  if (ep.requantize && ep.out_zp != 0) attr.set_zero_points(DNNL_ARG_DST, 0, {ep.out_zp});
+  if (ep.relu) {
+    dnnl::post_ops po;
+    po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    attr.set_post_ops(po);
+  }
+  return attr;
+}
+
+// The weights in `md` for a primitive, reordered once from a plain source (kept with the
+// packed weights, shared by every primitive choosing the same layout).
+dnnl::memory weights_as(const QGemmWeights& w, const dnnl::memory::desc& md, const dnnl::memory::desc& plain,
+                        const int8_t* data) {
+  auto* holder = static_cast<DnnlWeights*>(w.dnnl.get());
+  std::lock_guard<std::mutex> lock(holder->mu);
+  for (auto& [d, m] : holder->reordered)
+    if (d == md) return m;
+  dnnl::memory src(plain, engine(), const_cast<int8_t*>(data));
+  dnnl::memory dst(md, engine());
+  dnnl::stream st(engine());
+  dnnl::reorder(src, dst).execute(st, src, dst);
+  st.wait();
+  holder->reordered.emplace_back(md, dst);
+  return dst;
+}
+
+std::shared_ptr<const StaticEntry> static_find(const QGemmWeights& w, const StaticKey& key) {
+  auto* holder = static_cast<DnnlWeights*>(w.dnnl.get());
+  std::lock_guard<std::mutex> lock(holder->mu);
+  auto it = holder->statics.find(key);
+  return it == holder->statics.end() ? nullptr : it->second;
+}
+std::shared_ptr<const StaticEntry> static_insert(const QGemmWeights& w, const StaticKey& key,
+                                                 std::shared_ptr<const StaticEntry> e) {
+  auto* holder = static_cast<DnnlWeights*>(w.dnnl.get());
+  std::lock_guard<std::mutex> lock(holder->mu);
+  if (holder->statics.size() >= 64) holder->statics.clear();  // many batch sizes: start over
+  return holder->statics.emplace(key, std::move(e)).first->second;
+}
+
+std::shared_ptr<const StaticEntry> make_static_matmul(const QGemmWeights& w, int64_t M,
+                                                      const QStaticEpilogue& ep) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  using dims = dnnl::memory::dims;
+  auto e = std::make_shared<StaticEntry>();
+  try {
+    const int64_t N = w.N, K = w.K;
+    std::vector<float> scales;
+    dnnl::primitive_attr attr = static_attr(ep, N, e->bias, scales);
+    e->src_md = dnnl::memory::desc(dims{M, K}, dt::u8, tag::ab);
+    e->dst_md = dnnl::memory::desc(dims{M, N}, ep.requantize ? dt::u8 : dt::f32, tag::ab);
+    auto wany = dnnl::memory::desc(dims{K, N}, dt::s8, tag::any);
+    if (ep.bias) e->bias_md = dnnl::memory::desc(dims{1, N}, dt::f32, tag::ab);
+    dnnl::matmul::primitive_desc pd(
+        ep.bias ? dnnl::matmul::desc(e->src_md, wany, e->bias_md, e->dst_md)
+                : dnnl::matmul::desc(e->src_md, wany, e->dst_md),
+        attr, engine());
+    e->impl = pd.impl_info_str();
+    e->usable = e->impl.rfind("ref", 0) != 0 && e->impl.rfind("gemm", 0) != 0;
+    if (e->usable) {
+      e->w_md = pd.weights_desc();
+      e->weights = weights_as(w, e->w_md, dnnl::memory::desc(dims{K, N}, dt::s8, tag::ab), w.wt.data());
+      e->scratch_bytes = pd.scratchpad_desc().get_size();
+      e->prim = dnnl::matmul(pd);
+    }
+  } catch (const dnnl::error& err) {
+    e->usable = false;
+    e->impl = std::string("unavailable: ") + err.what();
+  }
+  return e;
+}
+
+std::shared_ptr<const StaticEntry> make_static_conv(const QGemmWeights& w, bool x_nhwc, bool out_nhwc,
+                                                    int64_t N, int64_t C, int64_t H, int64_t W,
+                                                    int64_t kh, int64_t kw, int64_t sh, int64_t sw,
+                                                    int64_t ph, int64_t pw, int64_t dh, int64_t dw,
+                                                    int64_t OH, int64_t OW, const QStaticEpilogue& ep) {
+  using dt = dnnl::memory::data_type;
+  using tag = dnnl::memory::format_tag;
+  using dims = dnnl::memory::dims;
+  auto e = std::make_shared<StaticEntry>();
+  try {
+    const int64_t OC = w.N;
+    const dt odt = ep.requantize ? dt::u8 : dt::f32;
+    std::vector<float> scales;
+    dnnl::primitive_attr attr = static_attr(ep, OC, e->bias, scales);
+    e->src_md = dnnl::memory::desc(dims{N, C, H, W}, dt::u8, tag::nhwc);
+    e->src_nchw = dnnl::memory::desc(dims{N, C, H, W}, dt::u8, tag::nchw);
+    e->src_reorder = !x_nhwc && C > 1;  // one channel: NCHW and NHWC are the same bytes
+    // (an NCHW destination makes oneDNN 2.6 fall back to its reference kernel)
+    e->dst_md = dnnl::memory::desc(dims{N, OC, OH, OW}, odt, tag::nhwc);
+    e->dst_nchw = dnnl::memory::desc(dims{N, OC, OH, OW}, odt, tag::nchw);
+    e->dst_reorder = !out_nhwc && OC > 1;
+    auto wany = dnnl::memory::desc(dims{OC, C, kh, kw}, dt::s8, tag::any);
+    if (ep.bias) e->bias_md = dnnl::memory::desc(dims{OC}, dt::f32, tag::a);
+    const auto cd =
+        ep.bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                  dnnl::algorithm::convolution_direct, e->src_md, wany,
+                                                  e->bias_md, e->dst_md, dims{sh, sw}, dims{dh - 1, dw - 1},
+                                                  dims{ph, pw}, dims{ph, pw})
+                : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference,
+                                                  dnnl::algorithm::convolution_direct, e->src_md, wany,
+                                                  e->dst_md, dims{sh, sw}, dims{dh - 1, dw - 1}, dims{ph, pw},
+                                                  dims{ph, pw});
+    dnnl::convolution_forward::primitive_desc pd(cd, attr, engine());
+    e->impl = pd.impl_info_str();
+    e->usable = e->impl.rfind("ref", 0) != 0 && e->impl.rfind("gemm", 0) != 0;
+    if (e->usable) {
+      e->w_md = pd.weights_desc();
+      e->weights = weights_as(w, e->w_md, dnnl::memory::desc(dims{OC, C, kh, kw}, dt::s8, tag::oihw),
+                              w.wdense.data());
+      e->scratch_bytes = pd.scratchpad_desc().get_size();
+      e->prim = dnnl::convolution_forward(pd);
+      if (e->src_reorder)
+        e->to_nhwc = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), e->src_nchw, engine(), e->src_md));
+      if (e->dst_reorder)
+        e->to_nchw = dnnl::reorder(dnnl::reorder::primitive_desc(engine(), e->dst_md, engine(), e->dst_nchw));
+    }
+  } catch (const dnnl::error& err) {
+    e->usable = false;
+    e->impl = std::string("unavailable: ") + err.what();
+  }
+  return e;
+}
+
+// Runs a static entry: src (already NHWC / row-major as the entry wants, or NCHW when it
+// reorders), dst as the entry's output (NHWC, NCHW after its reorder, or [M, N]).
+void run_static(const StaticEntry& e, const void* src, void* dst, int64_t src_elems, int64_t dst_elems,
+                bool is_conv) {
+  using dt = dnnl::memory::data_type;
+  using dims = dnnl::memory::dims;
+  thread_local Scratch scratch;
+  thread_local std::unique_ptr<dnnl::stream> stream;
+  thread_local std::vector<uint8_t> src_tmp;
+  thread_local std::vector<float> dst_tmp;
+  if (!stream) stream = std::make_unique<dnnl::stream>(engine());
+  dnnl::memory sm(e.src_md, engine(), const_cast<void*>(src));
+  if (e.src_reorder) {
+    if (src_tmp.size() < size_t(src_elems)) src_tmp.resize(size_t(src_elems));
+    dnnl::memory nm(e.src_nchw, engine(), const_cast<void*>(src));
+    sm = dnnl::memory(e.src_md, engine(), src_tmp.data());
+    e.to_nhwc.execute(*stream, nm, sm);
+  }
+  void* dptr = dst;
+  if (e.dst_reorder) {
+    // f32 or u8 elements; a float buffer is large enough for either
+    if (dst_tmp.size() < size_t(dst_elems)) dst_tmp.resize(size_t(dst_elems));
+    dptr = dst_tmp.data();
+  }
+  dnnl::memory dm(e.dst_md, engine(), dptr);
+  dnnl::memory scr(dnnl::memory::desc(dims{int64_t(e.scratch_bytes)}, dt::u8, dims{1}), engine(),
+                   e.scratch_bytes ? scratch.get(e.scratch_bytes) : nullptr);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, sm},
+                                             {DNNL_ARG_WEIGHTS, e.weights},
+                                             {DNNL_ARG_DST, dm},
+                                             {DNNL_ARG_SCRATCHPAD, scr}};
+  if (!e.bias.empty())
+    args.emplace(DNNL_ARG_BIAS, dnnl::memory(e.bias_md, engine(), const_cast<float*>(e.bias.data())));
+  e.prim.execute(*stream, args);
+  if (e.dst_reorder) {
+    dnnl::memory om(e.dst_nchw, engine(), dst);
+    e.to_nchw.execute(*stream, dm, om);
+  }
+  stream->wait();
+  (void)is_conv;
+}
+
 }  // namespace
 #endif
 
@@ -940,6 +1189,65 @@ bool qconv2d_dnnl_direct(const uint8_t* x, int64_t N, int64_t C, int64_t H, int6
 #endif
 }
 
+bool qlinear_dnnl_static(int64_t M, const uint8_t* a, const QGemmWeights& w, const QStaticEpilogue& ep,
+                         void* out) {
+#ifdef MOX_HAVE_DNNL
+  if (M <= 0 || !g_dnnl_enabled.load(std::memory_order_relaxed) || !w.dnnl ||
+      double(M) * double(w.N) * double(w.Kp) < double(g_dnnl_min_work.load(std::memory_order_relaxed)))
+    return false;
+  const int nt = get_num_threads();
+  if (omp_get_max_threads() != nt) omp_set_num_threads(nt);
+  const StaticKey key{1, M, w.N, w.K, fbits(ep.a_scale), ep.a_zp, fbits(ep.out_scale), ep.out_zp,
+                      ep.relu, ep.requantize, ep.bias != nullptr, nt,
+                      channel_hash(ep.w_scale, ep.bias, w.N)};
+  auto e = static_find(w, key);
+  if (!e) e = static_insert(w, key, make_static_matmul(w, M, ep));
+  if (!e->usable) return false;
+  try {
+    run_static(*e, a, out, M * w.K, M * w.N, false);
+  } catch (const dnnl::error& err) {
+    throw Error("qlinear", std::string("oneDNN int8 matmul failed: ") + err.what());
+  }
+  g_dnnl_calls.fetch_add(1, std::memory_order_relaxed);
+  set_last_path("dnnl:static:" + e->impl);
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool qconv2d_dnnl_static(const uint8_t* x, bool x_nhwc, int64_t N, int64_t C, int64_t H, int64_t W,
+                         const QGemmWeights& w, int64_t kh, int64_t kw, int64_t sh, int64_t sw, int64_t ph,
+                         int64_t pw, int64_t dh, int64_t dw, int64_t OH, int64_t OW,
+                         const QStaticEpilogue& ep, bool out_nhwc, void* out) {
+#ifdef MOX_HAVE_DNNL
+  const int64_t OC = w.N;
+  if (N <= 0 || !g_dnnl_enabled.load(std::memory_order_relaxed) || !w.dnnl ||
+      double(N * OH * OW) * double(OC) * double(w.K) < double(g_dnnl_min_work.load(std::memory_order_relaxed)) * kStaticConvFactor)
+    return false;
+  const int nt = get_num_threads();
+  if (omp_get_max_threads() != nt) omp_set_num_threads(nt);
+  const StaticKey key{2, N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, x_nhwc, out_nhwc,
+                      fbits(ep.a_scale), ep.a_zp, fbits(ep.out_scale), ep.out_zp,
+                      (ep.relu ? 1 : 0) | (ep.requantize ? 2 : 0) | (ep.bias ? 4 : 0), nt,
+                      channel_hash(ep.w_scale, ep.bias, OC), OC};
+  auto e = static_find(w, key);
+  if (!e) e = static_insert(w, key, make_static_conv(w, x_nhwc, out_nhwc, N, C, H, W, kh, kw, sh, sw, ph, pw,
+                                                     dh, dw, OH, OW, ep));
+  if (!e->usable) return false;
+  try {
+    run_static(*e, x, out, N * C * H * W, N * OC * OH * OW, true);
+  } catch (const dnnl::error& err) {
+    throw Error("qconv2d", std::string("oneDNN int8 convolution failed: ") + err.what());
+  }
+  g_dnnl_calls.fetch_add(1, std::memory_order_relaxed);
+  set_last_path("dnnl:static:conv:" + e->impl);
+  return true;
+#else
+  return false;
+#endif
+}
+
 bool qgemm_wants_dense(const QGemmWeights& w, int64_t rows) {
 #ifdef MOX_HAVE_DNNL
   // Tiny products (batch-1 layers) stay with the own kernel: oneDNN's per-call overhead
@@ -951,6 +1259,8 @@ bool qgemm_wants_dense(const QGemmWeights& w, int64_t rows) {
   return false;
 #endif
 }
+
+void note_int8_path(const std::string& path) { set_last_path(path); }
 
 bool int8_dnnl_available() {
 #ifdef MOX_HAVE_DNNL
