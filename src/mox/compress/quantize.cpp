@@ -85,76 +85,73 @@ QActMode act_from_name(const std::string& s, const std::string& where) {
   throw Error(where, "unknown activation mode \"" + s + "\"");
 }
 
-// The quantisation parameters held in the buffers (read at every call: loading a file
-// writes into the buffers). The int8 layers run on the CPU only.
-void read_params(QInput& in, QOutput& out, const Tensor& is, const Tensor& iz, const Tensor& os, const Tensor& oz) {
-  MOX_CHECK(is.device().is_cpu(), "quantized layer",
-            "int8 layers run on the CPU; this model was moved to " + is.device().str());
-  in.params.scale = is.data<float>()[0];
-  in.params.zero_point = iz.data<int32_t>()[0];
-  out.params.scale = os.data<float>()[0];
-  out.params.zero_point = oz.data<int32_t>()[0];
-}
-
-json flags_of(const char* type, const QInput& in, const QOutput& out, bool bias) {
-  return {{"type", type}, {"act", act_name(in.mode)}, {"relu", out.relu}, {"requantize", out.requantize}, {"bias", bias}};
-}
-
 }  // namespace
 
-// ---------------------------------------------------------------- QuantizedLinear
+// ---------------------------------------------------------------- int8 layers
+
+void QuantizedParams::register_into(nn::Module& m, const Shape& weight_shape, bool bias) {
+  const int64_t n = weight_shape[0];
+  qweight = m.register_buffer("weight", zeros(weight_shape, TensorOptions(DType::I8)));
+  weight_scale = m.register_buffer("weight_scale", ones({n}));
+  if (bias) qbias = m.register_buffer("bias", zeros({n}));
+  input_scale = m.register_buffer("input_scale", scalar_f32(in.params.scale));
+  input_zero_point = m.register_buffer("input_zero_point", scalar_i32(in.params.zero_point));
+  output_scale = m.register_buffer("output_scale", scalar_f32(out.params.scale));
+  output_zero_point = m.register_buffer("output_zero_point", scalar_i32(out.params.zero_point));
+}
+
+void QuantizedParams::set_weights(const Tensor& w, const Tensor& bias) {
+  QWeight q = make_qweight(w.detach().to(DType::F32).contiguous(), bias.defined() ? bias.detach().to(DType::F32) : Tensor());
+  qweight.copy_(q.q);
+  weight_scale.copy_(q.scale);
+  if (qbias.defined()) qbias.copy_(q.bias);
+}
+
+const QWeight& QuantizedParams::prepare() {
+  // The parameters live in the buffers (loading a file writes there), read at every call.
+  MOX_CHECK(input_scale.device().is_cpu(), "quantized layer",
+            "int8 layers run on the CPU; this model was moved to " + input_scale.device().str());
+  in.params.scale = input_scale.data<float>()[0];
+  in.params.zero_point = input_zero_point.data<int32_t>()[0];
+  out.params.scale = output_scale.data<float>()[0];
+  out.params.zero_point = output_zero_point.data<int32_t>()[0];
+  if (!qw_) qw_ = std::make_shared<QWeight>(make_qweight_from_int8(qweight, weight_scale, qbias));
+  return *qw_;
+}
+
+json QuantizedParams::flags(const char* type) const {
+  return {{"type", type}, {"act", act_name(in.mode)}, {"relu", out.relu}, {"requantize", out.requantize}, {"bias", qbias.defined()}};
+}
+
+std::string QuantizedParams::describe() const {
+  return std::string(", act=") + act_name(in.mode) + (out.relu ? ", relu" : "") + (out.requantize ? ", out=u8" : "");
+}
 
 QuantizedLinear::QuantizedLinear(int64_t in_f, int64_t out_f, bool bias, QInput in_, QOutput out_)
-    : nn::Linear(in_f, out_f, NoParameters{}), in(in_), out(out_) {
-  register_all(bias);
-  qweight.zero_();
-  weight_scale.fill_(1.0);
+    : nn::Linear(in_f, out_f, NoParameters{}) {
+  in = in_, out = out_;
+  register_into(*this, {out_f, in_f}, bias);
 }
 
 QuantizedLinear::QuantizedLinear(const nn::Linear& src, QInput in_, QOutput out_)
-    : nn::Linear(src.in_features, src.out_features, NoParameters{}), in(in_), out(out_) {
+    : QuantizedLinear(src.in_features, src.out_features, src.bias.defined(), in_, out_) {
   MOX_CHECK(src.weight.defined(), "QuantizedLinear", "the source Linear has no float weight");
-  register_all(src.bias.defined());
-  QWeight w = make_qweight(src.weight.detach().to(DType::F32).contiguous(),
-                           src.bias.defined() ? src.bias.detach().to(DType::F32) : Tensor());
-  qweight.copy_(w.q);
-  weight_scale.copy_(w.scale);
-  if (qbias.defined()) qbias.copy_(w.bias);
-}
-
-void QuantizedLinear::register_all(bool bias) {
-  qweight = register_buffer("weight", zeros({out_features, in_features}, TensorOptions(DType::I8)));
-  weight_scale = register_buffer("weight_scale", zeros({out_features}));
-  if (bias) qbias = register_buffer("bias", zeros({out_features}));
-  input_scale = register_buffer("input_scale", scalar_f32(in.params.scale));
-  input_zero_point = register_buffer("input_zero_point", scalar_i32(in.params.zero_point));
-  output_scale = register_buffer("output_scale", scalar_f32(out.params.scale));
-  output_zero_point = register_buffer("output_zero_point", scalar_i32(out.params.zero_point));
+  set_weights(src.weight, src.bias);
 }
 
 Tensor QuantizedLinear::forward(const Tensor& x) {
   output_shape(x.shape());
-  if (!qw_) qw_ = std::make_shared<QWeight>(make_qweight_from_int8(qweight, weight_scale, qbias));
-  read_params(in, out, input_scale, input_zero_point, output_scale, output_zero_point);
-  return qlinear(x, *qw_, in, out);
+  const QWeight& w = prepare();
+  return qlinear(x, w, in, out);
 }
-
-json QuantizedLinear::flags() const { return flags_of("QuantizedLinear", in, out, qbias.defined()); }
-
-std::string QuantizedLinear::extra_repr() const {
-  return nn::Linear::extra_repr() + ", act=" + act_name(in.mode) + (out.relu ? ", relu" : "") +
-         (out.requantize ? ", out=u8" : "");
-}
-
-// ---------------------------------------------------------------- QuantizedConv2d
 
 QuantizedConv2d::QuantizedConv2d(int64_t ic, int64_t oc, std::array<int64_t, 2> k, std::array<int64_t, 2> s,
                                  std::array<int64_t, 2> p, std::array<int64_t, 2> d, bool bias, QInput in_,
                                  QOutput out_)
-    : in_channels(ic), out_channels(oc), kernel(k), stride(s), padding(p), dilation(d), in(in_), out(out_) {
+    : in_channels(ic), out_channels(oc), kernel(k), stride(s), padding(p), dilation(d) {
   MOX_CHECK(ic > 0 && oc > 0 && k[0] > 0 && k[1] > 0, "QuantizedConv2d", "sizes must be positive");
-  register_all(bias);
-  weight_scale.fill_(1.0);
+  in = in_, out = out_;
+  register_into(*this, {oc, ic, k[0], k[1]}, bias);
 }
 
 QuantizedConv2d::QuantizedConv2d(const nn::Conv2d& src, QInput in_, QOutput out_)
@@ -164,21 +161,7 @@ QuantizedConv2d::QuantizedConv2d(const nn::Conv2d& src, QInput in_, QOutput out_
                       {src.options.padding().h, src.options.padding().w},
                       {src.options.dilation().h, src.options.dilation().w}, src.bias.defined(), in_, out_) {
   MOX_CHECK(src.options.groups() == 1, "QuantizedConv2d", "grouped convolutions stay in float");
-  QWeight w = make_qweight(src.weight.detach().to(DType::F32).contiguous(),
-                           src.bias.defined() ? src.bias.detach().to(DType::F32) : Tensor());
-  qweight.copy_(w.q);
-  weight_scale.copy_(w.scale);
-  if (qbias.defined()) qbias.copy_(w.bias);
-}
-
-void QuantizedConv2d::register_all(bool bias) {
-  qweight = register_buffer("weight", zeros({out_channels, in_channels, kernel[0], kernel[1]}, TensorOptions(DType::I8)));
-  weight_scale = register_buffer("weight_scale", zeros({out_channels}));
-  if (bias) qbias = register_buffer("bias", zeros({out_channels}));
-  input_scale = register_buffer("input_scale", scalar_f32(in.params.scale));
-  input_zero_point = register_buffer("input_zero_point", scalar_i32(in.params.zero_point));
-  output_scale = register_buffer("output_scale", scalar_f32(out.params.scale));
-  output_zero_point = register_buffer("output_zero_point", scalar_i32(out.params.zero_point));
+  set_weights(src.weight, src.bias);
 }
 
 Shape QuantizedConv2d::output_shape(const Shape& s) const {
@@ -195,17 +178,13 @@ Shape QuantizedConv2d::output_shape(const Shape& s) const {
 
 Tensor QuantizedConv2d::forward(const Tensor& x) {
   output_shape(x.shape());
-  if (!qw_) qw_ = std::make_shared<QWeight>(make_qweight_from_int8(qweight, weight_scale, qbias));
-  read_params(in, out, input_scale, input_zero_point, output_scale, output_zero_point);
-  return qconv2d(x, *qw_, stride, padding, dilation, in, out);
+  const QWeight& w = prepare();
+  return qconv2d(x, w, stride, padding, dilation, in, out);
 }
-
-json QuantizedConv2d::flags() const { return flags_of("QuantizedConv2d", in, out, qbias.defined()); }
 
 std::string QuantizedConv2d::extra_repr() const {
   return std::to_string(in_channels) + ", " + std::to_string(out_channels) + ", kernel_size=(" +
-         std::to_string(kernel[0]) + ", " + std::to_string(kernel[1]) + "), act=" + act_name(in.mode) +
-         (out.relu ? ", relu" : "") + (out.requantize ? ", out=u8" : "");
+         std::to_string(kernel[0]) + ", " + std::to_string(kernel[1]) + ")" + describe();
 }
 
 // ---------------------------------------------------------------- BlockQuantLinear

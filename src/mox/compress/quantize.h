@@ -60,7 +60,28 @@ struct QuantConfig {
 
 // ---------------------------------------------------------------- int8 layers
 
-class QuantizedLinear : public nn::Linear {
+// The buffers and flags an int8 layer holds: weight (I8, the float weight's shape),
+// weight_scale (F32 [out]), bias (F32 [out], optional), input_scale / input_zero_point (the
+// static u8 input parameters), output_scale / output_zero_point (the requantisation's).
+struct QuantizedParams {
+  QInput in;
+  QOutput out;
+  Tensor qweight, weight_scale, qbias, input_scale, input_zero_point, output_scale, output_zero_point;
+  nlohmann::json flags(const char* type) const;  // {"type", "act", "relu", "requantize", "bias"}
+  std::string describe() const;                  // ", act=static, relu, out=u8"
+
+ protected:
+  void register_into(nn::Module& m, const Shape& weight_shape, bool bias);
+  void set_weights(const Tensor& w, const Tensor& bias);  // quantises a float weight
+  // The kernel's form of the weights (built on first use) with the current buffer values of
+  // the parameters in `in` / `out`; throws when the model was moved off the CPU.
+  const QWeight& prepare();
+
+ private:
+  std::shared_ptr<QWeight> qw_;
+};
+
+class QuantizedLinear : public nn::Linear, public QuantizedParams {
  public:
   // From a float Linear (weights quantised per output channel).
   QuantizedLinear(const nn::Linear& src, QInput in, QOutput out);
@@ -68,19 +89,11 @@ class QuantizedLinear : public nn::Linear {
   QuantizedLinear(int64_t in_features, int64_t out_features, bool bias, QInput in, QOutput out);
   Tensor forward(const Tensor& x) override;
   std::string type_name() const override { return "QuantizedLinear"; }
-  std::string extra_repr() const override;
-  nlohmann::json flags() const;
-
-  QInput in;
-  QOutput out;
-  Tensor qweight, weight_scale, qbias, input_scale, input_zero_point, output_scale, output_zero_point;
-
- private:
-  void register_all(bool bias);
-  std::shared_ptr<QWeight> qw_;  // built on first use from the buffers
+  std::string extra_repr() const override { return nn::Linear::extra_repr() + describe(); }
+  nlohmann::json flags() const { return QuantizedParams::flags("QuantizedLinear"); }
 };
 
-class QuantizedConv2d : public nn::Module {
+class QuantizedConv2d : public nn::Module, public QuantizedParams {
  public:
   QuantizedConv2d(const nn::Conv2d& src, QInput in, QOutput out);
   QuantizedConv2d(int64_t in_channels, int64_t out_channels, std::array<int64_t, 2> kernel,
@@ -90,17 +103,10 @@ class QuantizedConv2d : public nn::Module {
   Shape output_shape(const Shape& input) const override;
   std::string type_name() const override { return "QuantizedConv2d"; }
   std::string extra_repr() const override;
-  nlohmann::json flags() const;
+  nlohmann::json flags() const { return QuantizedParams::flags("QuantizedConv2d"); }
 
   int64_t in_channels, out_channels;
   std::array<int64_t, 2> kernel, stride, padding, dilation;
-  QInput in;
-  QOutput out;
-  Tensor qweight, weight_scale, qbias, input_scale, input_zero_point, output_scale, output_zero_point;
-
- private:
-  void register_all(bool bias);
-  std::shared_ptr<QWeight> qw_;
 };
 
 // Weight-only block quantisation (w8: Q8, w4: Q4) of a Linear.
