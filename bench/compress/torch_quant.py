@@ -22,7 +22,7 @@ a = ap.parse_args()
 sys.path.insert(0, a.anchors)
 import bench_mlp as bm  # the anchors' Fashion-MNIST loader and BLAS selection
 
-bm.select_blas("openblas")
+bm.select_blas("system")  # Debian's libblas.so.3 alternative: OpenBLAS here (recorded as "blas")
 import numpy as np
 import torch
 import torch.nn as nn

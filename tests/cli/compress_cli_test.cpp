@@ -145,7 +145,7 @@ TEST_F(CompressCli, DistillAndReport) {
     EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
   json rows = json::parse(slurp(out + "/compress_report.json"))["rows"];
   ASSERT_EQ(rows.size(), 3u);
-  EXPECT_EQ(rows[0]["variant"], "f32");
+  EXPECT_EQ(rows[0]["variant"], "f32 mlp");
   EXPECT_EQ(rows[1]["variant"], "ptq-int8");
   EXPECT_EQ(rows[2]["variant"], "distilled");
   EXPECT_NEAR(rows[1]["size_ratio"].get<double>(), 0.25, 0.03);

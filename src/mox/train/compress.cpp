@@ -485,7 +485,11 @@ std::string variant_of(const std::string& dir) {
   if (!fs::exists(s)) return "f32";
   try {
     json j = json::parse(io::read_file(s.string()));
-    if (!j.contains("compression")) return j.contains("distillation") ? "distilled" : "f32";
+    if (!j.contains("compression")) {
+      if (j.contains("distillation")) return "distilled";
+      const std::string name = j.value("name", std::string());
+      return name.empty() ? "f32" : "f32 " + name;  // a float run (its model's name)
+    }
     const json& c = j["compression"];
     const std::string kind = c.value("kind", "");
     if (kind == "quantization") return c["config"].value("mode", "quantized");
@@ -579,9 +583,8 @@ std::string write_compress_report(const std::vector<RunMeasure>& rows, const std
   fs::create_directories(out_dir, ec);
   MOX_CHECK(!ec, out_dir, "cannot create the folder: " + ec.message());
   // The baseline: the first float row of each kind (else the first row).
+  // The baseline of each kind: its first row (the float run the others came from).
   auto baseline = [&](const RunMeasure& r) -> const RunMeasure& {
-    for (const auto& b : rows)
-      if (b.kind == r.kind && b.variant == "f32") return b;
     for (const auto& b : rows)
       if (b.kind == r.kind) return b;
     return r;
@@ -603,7 +606,7 @@ std::string write_compress_report(const std::vector<RunMeasure>& rows, const std
     const double lat_x = r.latency_b1_ms > 0 ? b.latency_b1_ms / r.latency_b1_ms : 0;
     const double thr_x = b.throughput > 0 ? r.throughput / b.throughput : 0;
     std::snprintf(buf, sizeof buf, "| %s | %s | %s | %.4f | %+.2f%s | %.1f | %.1f%% | %lld | %.3f | %.2fx | %.0f | %.2fx |\n",
-                  r.variant.c_str(), r.run.c_str(), r.metric.c_str(), r.value, change,
+                  r.variant.c_str(), fs::path(r.run).filename().c_str(), r.metric.c_str(), r.value, change,
                   r.metric == "val_perplexity" ? "%" : " pt", double(r.file_bytes) / 1024.0, 100 * size_ratio,
                   (long long)r.parameters, r.latency_b1_ms, lat_x, r.throughput, thr_x);
     md << buf;

@@ -56,6 +56,7 @@
 #include <list>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_map>
+#include "mox/backend/cpu/dnnl_util.h"
 #endif
 
 namespace mox::cpu {
@@ -63,20 +64,13 @@ namespace mox::cpu {
 #ifdef MOX_HAVE_DNNL
 struct StaticEntry;
 using StaticKey = std::array<int64_t, 24>;
-struct StaticKeyHash {
-  size_t operator()(const StaticKey& k) const {
-    uint64_t h = 1469598103934665603ull;
-    for (int64_t v : k) h = (h ^ uint64_t(v)) * 1099511628211ull;
-    return size_t(h);
-  }
-};
 // oneDNN-private state of packed weights: the weights reordered into the layouts that
 // primitives chose (one per layout), made on first use, and the static-mode primitives
 // (constant scales / zero points / bias / ReLU baked in) keyed by shape and parameters.
 struct DnnlWeights {
   std::mutex mu;
   std::vector<std::pair<dnnl::memory::desc, dnnl::memory>> reordered;
-  std::unordered_map<StaticKey, std::shared_ptr<const StaticEntry>, StaticKeyHash> statics;
+  std::unordered_map<StaticKey, std::shared_ptr<const StaticEntry>, ArrayKeyHash> statics;
 };
 #endif
 
@@ -599,13 +593,6 @@ std::shared_ptr<QGemmWeights> qgemm_pack_weights(const int8_t* w, int64_t N, int
 namespace {
 
 using Key = std::array<int64_t, 16>;
-struct KeyHash {
-  size_t operator()(const Key& k) const {
-    uint64_t h = 1469598103934665603ull;
-    for (int64_t v : k) h = (h ^ uint64_t(v)) * 1099511628211ull;
-    return size_t(h);
-  }
-};
 
 struct Entry {
   bool usable = false;
@@ -624,7 +611,7 @@ struct Cache {
   static constexpr size_t kCapacity = 128;
   std::mutex mu;
   std::list<std::pair<Key, std::shared_ptr<const Entry>>> lru;
-  std::unordered_map<Key, decltype(lru)::iterator, KeyHash> map;
+  std::unordered_map<Key, decltype(lru)::iterator, ArrayKeyHash> map;
   std::shared_ptr<const Entry> find(const Key& k) {
     std::lock_guard<std::mutex> lock(mu);
     auto it = map.find(k);
@@ -650,23 +637,6 @@ Cache& cache() {
   return c;
 }
 
-struct Scratch {
-  void* p = nullptr;
-  size_t n = 0;
-  ~Scratch() { std::free(p); }
-  void* get(size_t bytes) {
-    if (bytes > n) {
-      std::free(p);
-      n = (bytes + 4095) / 4096 * 4096;
-      p = std::aligned_alloc(64, n);
-      if (!p) {
-        n = 0;
-        throw Error("qgemm", "out of memory for oneDNN scratchpad (" + std::to_string(bytes) + " bytes)");
-      }
-    }
-    return p;
-  }
-};
 
 // A [M, K] u8 (dense rows, lda) x B [K, N] s8 (the packed weights' [K, N] copy) -> int32
 // [M, N] with oneDNN subtracting the runtime source zero point. No output scales: oneDNN
@@ -714,7 +684,7 @@ bool dnnl_qgemm(int64_t batch, int64_t M, const uint8_t* a, int64_t lda, int64_t
   std::shared_ptr<const Entry> e = cache().find(key);
   if (!e) e = cache().insert(key, make_entry(batch, M, N, K, lda, a_bs));
   if (!e->usable) return false;
-  thread_local Scratch scratch;
+  thread_local DnnlScratch scratch;
   thread_local std::unique_ptr<dnnl::stream> stream;
   try {
     using dt = dnnl::memory::data_type;
@@ -724,7 +694,7 @@ bool dnnl_qgemm(int64_t batch, int64_t M, const uint8_t* a, int64_t lda, int64_t
     dnnl::memory wm(e->w_md, engine(), const_cast<int8_t*>(w.wt.data()));
     dnnl::memory om(e->o_md, engine(), acc);
     dnnl::memory sm(dnnl::memory::desc(dims{int64_t(e->scratch_bytes)}, dt::u8, dims{1}), engine(),
-                    e->scratch_bytes ? scratch.get(e->scratch_bytes) : nullptr);
+                    e->scratch_bytes ? scratch.get(e->scratch_bytes, "qgemm") : nullptr);
     int32_t zp = a_zp;
     dnnl::memory zpm(dnnl::memory::desc(dims{1}, dt::s32, dims{1}), engine(), &zp);
     e->prim.execute(*stream, {{DNNL_ARG_SRC, am},
@@ -757,7 +727,7 @@ struct DConvEntry {
 };
 struct DConvCache {
   std::mutex mu;
-  std::unordered_map<Key, std::shared_ptr<const DConvEntry>, KeyHash> map;
+  std::unordered_map<Key, std::shared_ptr<const DConvEntry>, ArrayKeyHash> map;
 };
 DConvCache& dconv_cache() {
   static DConvCache c;
@@ -1020,7 +990,7 @@ void run_static(const StaticEntry& e, const void* src, void* dst, int64_t src_el
                 bool is_conv) {
   using dt = dnnl::memory::data_type;
   using dims = dnnl::memory::dims;
-  thread_local Scratch scratch;
+  thread_local DnnlScratch scratch;
   thread_local std::unique_ptr<dnnl::stream> stream;
   thread_local std::vector<uint8_t> src_tmp;
   thread_local std::vector<float> dst_tmp;
@@ -1040,7 +1010,7 @@ void run_static(const StaticEntry& e, const void* src, void* dst, int64_t src_el
   }
   dnnl::memory dm(e.dst_md, engine(), dptr);
   dnnl::memory scr(dnnl::memory::desc(dims{int64_t(e.scratch_bytes)}, dt::u8, dims{1}), engine(),
-                   e.scratch_bytes ? scratch.get(e.scratch_bytes) : nullptr);
+                   e.scratch_bytes ? scratch.get(e.scratch_bytes, "qgemm") : nullptr);
   std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, sm},
                                              {DNNL_ARG_WEIGHTS, e.weights},
                                              {DNNL_ARG_DST, dm},
@@ -1132,7 +1102,7 @@ bool qconv2d_dnnl_direct(const uint8_t* x, int64_t N, int64_t C, int64_t H, int6
   if (!e->usable) return false;
   thread_local std::vector<int32_t> accv, acc_nhwc;
   thread_local std::vector<uint8_t> nhwc;
-  thread_local Scratch scratch;
+  thread_local DnnlScratch scratch;
   thread_local std::unique_ptr<dnnl::stream> stream;
   if (accv.size() < size_t(N * OC * P)) accv.resize(size_t(N * OC * P));
   int32_t* acc = accv.data();
@@ -1153,7 +1123,7 @@ bool qconv2d_dnnl_direct(const uint8_t* x, int64_t N, int64_t C, int64_t H, int6
     if (OC > 1 && acc_nhwc.size() < size_t(N * OC * P)) acc_nhwc.resize(size_t(N * OC * P));
     dnnl::memory om(e->dst_md, engine(), OC > 1 ? acc_nhwc.data() : acc);
     dnnl::memory scr(dnnl::memory::desc(dims{int64_t(e->scratch_bytes)}, dt::u8, dims{1}), engine(),
-                     e->scratch_bytes ? scratch.get(e->scratch_bytes) : nullptr);
+                     e->scratch_bytes ? scratch.get(e->scratch_bytes, "qgemm") : nullptr);
     int32_t zp = ep.a_zp;
     dnnl::memory zpm(dnnl::memory::desc(dims{1}, dt::s32, dims{1}), engine(), &zp);
     e->prim.execute(*stream, {{DNNL_ARG_SRC, sm_src},

@@ -22,6 +22,7 @@
 #include <unordered_map>
 
 #include "mox/backend/backend.h"
+#include "mox/backend/cpu/dnnl_util.h"
 #include "mox/tensor/error.h"
 
 namespace mox::cpu {
@@ -30,13 +31,6 @@ namespace {
 
 using Key = std::array<int64_t, 18>;
 
-struct KeyHash {
-  size_t operator()(const Key& k) const {
-    uint64_t h = 1469598103934665603ull;
-    for (int64_t v : k) h = (h ^ uint64_t(v)) * 1099511628211ull;
-    return size_t(h);
-  }
-};
 
 struct Entry {
   bool usable = false;  // false: oneDNN has only its reference kernel here
@@ -78,7 +72,7 @@ class PrimitiveCache {
  private:
   std::mutex mu_;
   std::list<std::pair<Key, std::shared_ptr<const Entry>>> lru_;
-  std::unordered_map<Key, std::list<std::pair<Key, std::shared_ptr<const Entry>>>::iterator, KeyHash> map_;
+  std::unordered_map<Key, std::list<std::pair<Key, std::shared_ptr<const Entry>>>::iterator, ArrayKeyHash> map_;
 };
 
 PrimitiveCache& cache() {
@@ -94,25 +88,6 @@ std::atomic<int64_t> g_calls{0};
 std::mutex g_impl_mu;
 std::string g_last_impl;
 
-// Per-thread scratch memory for the primitives (user-managed scratchpad: primitives may run
-// from several threads at once without sharing a buffer).
-struct Scratch {
-  void* p = nullptr;
-  size_t n = 0;
-  ~Scratch() { std::free(p); }
-  void* get(size_t bytes) {
-    if (bytes > n) {
-      std::free(p);
-      n = (bytes + 4095) / 4096 * 4096;
-      p = std::aligned_alloc(64, n);
-      if (!p) {
-        n = 0;
-        throw Error("gemm", "out of memory for oneDNN scratchpad (" + std::to_string(bytes) + " bytes)");
-      }
-    }
-    return p;
-  }
-};
 
 // A matrix [r, c] with strides (rs, cs), one of them 1. Size-1 dims get the stride a dense
 // layout would have, so that oneDNN recognises plain row-/column-major matrices.
@@ -201,7 +176,7 @@ bool dnnl_gemm_bf16(int64_t batch, int64_t M, int64_t N, int64_t K, const DnnlMa
                                        brs, bcs, out_dtype, alpha, beta));
   if (!e->usable) return false;
 
-  thread_local Scratch scratch;
+  thread_local DnnlScratch scratch;
   thread_local std::unique_ptr<dnnl::stream> stream;
   try {
     if (!stream) stream = std::make_unique<dnnl::stream>(engine());
@@ -215,7 +190,7 @@ bool dnnl_gemm_bf16(int64_t batch, int64_t M, int64_t N, int64_t K, const DnnlMa
     dnnl::memory cm(c_md, engine(), out);
     dnnl::memory sm(dnnl::memory::desc(dnnl::memory::dims{int64_t(e->scratch_bytes)},
                                        dt::u8, dnnl::memory::dims{1}),
-                    engine(), e->scratch_bytes ? scratch.get(e->scratch_bytes) : nullptr);
+                    engine(), e->scratch_bytes ? scratch.get(e->scratch_bytes, "gemm") : nullptr);
     std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, am},
                                                {DNNL_ARG_WEIGHTS, bm},
                                                {DNNL_ARG_DST, cm},
