@@ -152,7 +152,7 @@ Command add_distill_command(CLI::App& parent) {
     std::vector<std::string> sets;
     double temperature = -1, alpha = -1;
     int64_t seed = -1, epochs = 0, steps = 0, threads = 0;
-    bool overwrite = false, quiet = false;
+    bool overwrite = false, quiet = false, cache = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* app = parent.add_subcommand("distill", "Train a student config with a trained teacher's soft targets");
@@ -163,6 +163,8 @@ Command add_distill_command(CLI::App& parent) {
   app->add_option("--alpha", a->alpha, "Weight of the distillation term (default 0.9 for classifiers, 0.5 for GPT)")
       ->check(CLI::Range(0.0, 1.0));
   app->add_option("--set", a->sets, "Override a student config value: key=value; repeatable")->allow_extra_args(false);
+  app->add_flag("--cache-teacher", a->cache,
+                "Classifiers without augmentation: compute the teacher's logits once for the training set");
   app->add_option("--epochs", a->epochs, "Classifiers: epochs (same as --set train.epochs=N)")->check(CLI::PositiveNumber);
   app->add_option("--steps", a->steps, "Classifiers: at most N steps per epoch; GPT: total steps")->check(CLI::PositiveNumber);
   app->add_option("--seed", a->seed, "Seed")->check(CLI::NonNegativeNumber);
@@ -203,6 +205,7 @@ Command add_distill_command(CLI::App& parent) {
             o.teacher_dir = a->teacher;
             if (a->temperature > 0) o.distill_temperature = a->temperature;
             if (a->alpha >= 0) o.distill_alpha = a->alpha;
+            o.cache_teacher_logits = a->cache;
             train::run_train(o);
             return 0;
           }};

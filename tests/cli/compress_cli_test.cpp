@@ -129,7 +129,7 @@ TEST_F(CompressCli, PruneUnstructuredAndStructured) {
 TEST_F(CompressCli, DistillAndReport) {
   const std::string st = base_ + "/mlp-student";
   auto r = run_cli({"distill", "--teacher", base_ + "/mlp", "--student", src("examples/mlp.toml"), "--set",
-                    "model.layers[1].units=32", "--epochs", "1", "--steps", "30", "--out", st, "-q"});
+                    "model.layers[1].units=32", "--epochs", "1", "--steps", "30", "--out", st, "--cache-teacher", "-q"});
   ASSERT_EQ(r.code, 0) << r.err;
   json s = json::parse(slurp(st + "/summary.json"));
   EXPECT_EQ(s["distillation"]["teacher"], base_ + "/mlp");

@@ -73,6 +73,34 @@ TEST(Distill, StudentEqualToItsTeacherDoesNotMove) {
   }
 }
 
+TEST(Distill, CachedTeacherLogitsTrainTheSameStudent) {
+  // Shuffled batches of 8: the cached logits are looked up by each example's index.
+  auto teacher = net(1, 32, true);
+  std::vector<std::vector<float>> finals;
+  std::vector<double> losses;
+  for (bool cache : {false, true}) {
+    auto student = net(2, 8, false);
+    Trainer t(student, std::make_shared<optim::SGD>(student->parameters(), optim::SGDOptions(0.1)), LossSpec{});
+    FitOptions o = options(teacher, 0.7);
+    o.batch_size = 8;
+    o.shuffle = true;
+    o.epochs = 2;
+    o.cache_teacher_logits = cache;
+    History h = t.fit(data_set(), o);
+    losses.push_back(h.values("loss").at(1));
+    finals.push_back(student->parameters()[0].to_vector<float>());
+  }
+  EXPECT_NEAR(losses[0], losses[1], 1e-5);
+  for (size_t i = 0; i < finals[0].size(); i++) EXPECT_NEAR(finals[0][i], finals[1][i], 1e-5) << i;
+  // Augmented batches need the teacher on each of them.
+  auto student = net(2, 8, false);
+  Trainer t(student, std::make_shared<optim::SGD>(student->parameters(), optim::SGDOptions(0.1)), LossSpec{});
+  FitOptions o = options(teacher, 0.7);
+  o.cache_teacher_logits = true;
+  o.augment = [](data::Batch&, Generator&) {};
+  EXPECT_THROW(t.fit(data_set(), o), Error);
+}
+
 TEST(Distill, NeedsACrossEntropyLoss) {
   auto teacher = net(1, 16, false), student = net(2, 8, false);
   Trainer t(student, std::make_shared<optim::SGD>(student->parameters(), optim::SGDOptions(0.1)), parse_loss("mse"));

@@ -110,7 +110,9 @@ class EpochRun {
 
   Batch make(int64_t b) const {
     int64_t lo = b * bs_, hi = std::min<int64_t>(lo + bs_, int64_t(order_.size()));
-    Batch batch = ds_->get_batch(std::vector<int64_t>(order_.begin() + lo, order_.begin() + hi));
+    std::vector<int64_t> idx(order_.begin() + lo, order_.begin() + hi);
+    Batch batch = ds_->get_batch(idx);
+    batch.indices = from_vector<int64_t>(idx, {int64_t(idx.size())});
     if (transform_) transform_(batch, epoch_, b);
     return batch;
   }

@@ -17,6 +17,8 @@ struct Example {
 struct Batch {
   Tensor input;   // [B, ...]
   Tensor target;  // [B, ...]
+  // The examples' indices in the data set, when a DataLoader made the batch (i64 [B]).
+  Tensor indices;
 };
 
 class Dataset {

@@ -348,6 +348,7 @@ TrainResult run_train(const TrainOptions& o) {
     e.fit.teacher = teacher.model;
     e.fit.distill_temperature = o.distill_temperature;
     e.fit.distill_alpha = o.distill_alpha;
+    e.fit.cache_teacher_logits = o.cache_teacher_logits;
     log_line(log, "distilling from " + o.teacher_dir + " (" + nn::group_thousands(teacher.model->num_parameters()) +
                       " parameters), temperature " + std::to_string(o.distill_temperature) + ", alpha " +
                       std::to_string(o.distill_alpha));

@@ -83,6 +83,7 @@ struct TrainOptions {
   // loss becomes distillation_loss(student, teacher, labels, temperature, alpha).
   std::string teacher_dir;
   double distill_temperature = 4.0, distill_alpha = 0.9;
+  bool cache_teacher_logits = false;  // teacher's logits computed once (no augmentation)
 };
 
 struct TrainResult {

@@ -376,8 +376,21 @@ History Trainer::fit(std::shared_ptr<const data::Dataset> train, const FitOption
   MOX_CHECK(o.precision == DType::F32 || o.precision == DType::BF16 || o.precision == DType::F16, "fit",
             std::string("precision must be f32, bf16 or f16, got ") + dtype_name(o.precision));
   optim::GradScaler scaler(optim::GradScalerOptions{.enabled = o.precision == DType::F16});
+  Tensor cached_teacher;  // [N, classes] when cache_teacher_logits
   if (o.teacher) {
     MOX_CHECK(loss_.name == "cross_entropy", "fit", "distillation needs the cross_entropy loss, not " + loss_.name);
+    MOX_CHECK(!o.cache_teacher_logits || !o.augment, "fit",
+              "cached teacher logits need un-augmented batches (the teacher must see each augmented batch)");
+    if (o.cache_teacher_logits) {
+      std::vector<Tensor> parts;
+      const int64_t n = train->size(), bs = std::max<int64_t>(o.eval_batch_size, 1);
+      for (int64_t lo = 0; lo < n; lo += bs) {
+        std::vector<int64_t> idx;
+        for (int64_t i = lo; i < std::min(n, lo + bs); i++) idx.push_back(i);
+        parts.push_back(teacher_logits(*o.teacher, train->get_batch(idx).input, kCPU));
+      }
+      cached_teacher = cat(parts, 0);
+    }
     MOX_CHECK(o.distill_temperature > 0 && o.distill_alpha >= 0 && o.distill_alpha <= 1, "fit",
               "distillation needs temperature > 0 and alpha in [0, 1]");
   }
@@ -408,8 +421,10 @@ History Trainer::fit(std::shared_ptr<const data::Dataset> train, const FitOption
         logits = forward_logits(b.input);
         if (o.teacher) {
           const Tensor target = b.target.device() == logits.device() ? b.target : b.target.to(logits.device());
-          l = distillation_loss(logits, teacher_logits(*o.teacher, b.input, logits.device()), target,
-                                o.distill_temperature, o.distill_alpha);
+          Tensor t = cached_teacher.defined() && b.indices.defined()
+                         ? index_select(cached_teacher, 0, b.indices).to(logits.device())
+                         : teacher_logits(*o.teacher, b.input, logits.device());
+          l = distillation_loss(logits, t, target, o.distill_temperature, o.distill_alpha);
         } else {
           l = loss(logits, b.target);
         }

@@ -113,6 +113,9 @@ struct FitOptions {
   // teacher runs in eval mode without gradients (a trailing Softmax is skipped: its logits).
   std::shared_ptr<nn::Module> teacher;
   double distill_temperature = 4.0, distill_alpha = 0.9;
+  // The teacher's logits for the whole training set computed once before the first epoch and
+  // looked up by example index (no augmentation only: augmented batches need the teacher).
+  bool cache_teacher_logits = false;
   std::vector<CallbackPtr> callbacks;
   // 0: silent; 1: progress bar (live on a terminal, one line per epoch otherwise);
   // 2: one line per epoch.
