@@ -308,6 +308,12 @@ MOX_INLINE void dot1x4(const uint8_t* __restrict a0, const int8_t* __restrict w0
   r[0] = c0; r[1] = c1; r[2] = c2; r[3] = c3;
 }
 
+// Rows n .. n + 3 of the packed weights, rows past the nn valid ones aliasing row n (their
+// results are not stored).
+inline void weight_rows4(const int8_t* w, int64_t Kp, int64_t n, int64_t nn, const int8_t* rows[4]) {
+  for (int64_t q = 0; q < 4; q++) rows[q] = w + (n + (q < nn ? q : 0)) * Kp;
+}
+
 // Rows [m0, m1) of batch item b, columns [n0, n1): int32 results for up to kChunk rows at a
 // time into a per-thread block (in L1/L2), then the epilogue over that block.
 constexpr int64_t kChunk = 32;
@@ -329,12 +335,10 @@ MOX_INLINE void run_tile(const Job& j, int64_t b, int64_t m0, int64_t m1, int64_
       int32_t* r0 = acc + (m - c0) * NB;
       for (int64_t n = n0; n < n1; n += 4) {
         const int64_t nn = std::min<int64_t>(4, n1 - n);
-        const int8_t* w0 = j.w + n * Kp;
-        const int8_t* w1 = j.w + (n + (nn > 1 ? 1 : 0)) * Kp;
-        const int8_t* w2 = j.w + (n + (nn > 2 ? 2 : 0)) * Kp;
-        const int8_t* w3 = j.w + (n + (nn > 3 ? 3 : 0)) * Kp;
+        const int8_t* w[4];
+        weight_rows4(j.w, Kp, n, nn, w);
         int32_t r[16];
-        dot4x4(a0, a0 + j.lda, a0 + 2 * j.lda, a0 + 3 * j.lda, w0, w1, w2, w3, Kp, r);
+        dot4x4(a0, a0 + j.lda, a0 + 2 * j.lda, a0 + 3 * j.lda, w[0], w[1], w[2], w[3], Kp, r);
         for (int64_t i = 0; i < 4; i++)
           for (int64_t q = 0; q < nn; q++) r0[i * NB + (n - n0) + q] = r[i * 4 + q];
       }
@@ -344,12 +348,10 @@ MOX_INLINE void run_tile(const Job& j, int64_t b, int64_t m0, int64_t m1, int64_
       int32_t* r0 = acc + (m - c0) * NB;
       for (int64_t n = n0; n < n1; n += 4) {
         const int64_t nn = std::min<int64_t>(4, n1 - n);
-        const int8_t* w0 = j.w + n * Kp;
-        const int8_t* w1 = j.w + (n + (nn > 1 ? 1 : 0)) * Kp;
-        const int8_t* w2 = j.w + (n + (nn > 2 ? 2 : 0)) * Kp;
-        const int8_t* w3 = j.w + (n + (nn > 3 ? 3 : 0)) * Kp;
+        const int8_t* w[4];
+        weight_rows4(j.w, Kp, n, nn, w);
         int32_t r[4];
-        dot1x4(a0, w0, w1, w2, w3, Kp, r);
+        dot1x4(a0, w[0], w[1], w[2], w[3], Kp, r);
         for (int64_t q = 0; q < nn; q++) r0[(n - n0) + q] = r[q];
       }
     }
