@@ -16,7 +16,7 @@ Batch Dataset::get_batch(const std::vector<int64_t>& indices) const {
     ys.push_back(e.target);
   }
   NoGradGuard ng;
-  return {stack(xs, 0), stack(ys, 0)};
+  return {stack(xs, 0), stack(ys, 0), Tensor()};
 }
 
 TensorDataset::TensorDataset(Tensor inputs, Tensor targets)
@@ -41,7 +41,7 @@ Batch TensorDataset::get_batch(const std::vector<int64_t>& indices) const {
               "index " + std::to_string(i) + " out of range for " + std::to_string(size()) + " examples");
   NoGradGuard ng;
   Tensor idx = from_vector(indices);
-  return {index_select(inputs_, 0, idx), index_select(targets_, 0, idx)};
+  return {index_select(inputs_, 0, idx), index_select(targets_, 0, idx), Tensor()};
 }
 
 }  // namespace mox::data
