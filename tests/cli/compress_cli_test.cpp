@@ -92,8 +92,11 @@ TEST_F(CompressCli, CnnStaticDynamicAndQat) {
     auto r = run_cli(args);
     ASSERT_EQ(r.code, 0) << r.err;
     // QAT fine-tunes (this short run's model still improves); the others only quantise.
-    if (mode == "qat") EXPECT_GT(eval_accuracy(q), cnn_acc_ - 0.02);
-    else EXPECT_NEAR(eval_accuracy(q), cnn_acc_, 0.02);
+    if (mode == "qat") {
+      EXPECT_GT(eval_accuracy(q), cnn_acc_ - 0.02);
+    } else {
+      EXPECT_NEAR(eval_accuracy(q), cnn_acc_, 0.02);
+    }
   }
   json layout = json::parse(slurp(base_ + "/cnn-ptq-int8/quantization.json"));
   EXPECT_EQ(layout["layers"]["0"]["type"], "QuantizedConv2d");

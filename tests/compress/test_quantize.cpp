@@ -216,7 +216,9 @@ TEST(QuantizeStatic, CnnAndBatchNormFoldingStayCloseToFloat) {
     ASSERT_NE(c0, nullptr);
     EXPECT_TRUE(c0->out.relu);
     EXPECT_TRUE(c0->out.requantize);  // through the MaxPool2d, as u8
-    if (bn) EXPECT_EQ((*m)[1]->type_name(), "Identity");
+    if (bn) {
+      EXPECT_EQ((*m)[1]->type_name(), "Identity");
+    }
     expect_close_to_float(*m, x, want, 0.05);
   }
 }
