@@ -516,7 +516,7 @@ LoadedRun load_run(const std::string& run_dir, const std::string& precision, con
   LossSpec spec = parse_loss(loss);
   r.task = spec.classification() ? "classification" : "regression";
   // The Trainer serves evaluate / predict here; it wants an optimiser. A fully quantised model
-  // has no float parameters: it gets a placeholder that is never stepped.
+  // has no float parameters: it gets a one-element stand-in that is never stepped.
   std::vector<Tensor> params = r.model->parameters();
   if (params.empty()) params.push_back(zeros({1}).requires_grad_(true));
   auto opt = std::make_shared<optim::SGD>(params, optim::SGDOptions(1.0));

@@ -34,7 +34,7 @@
 #if defined(__GNUC__) && defined(__x86_64__)
 #include <immintrin.h>
 #define MOX_BLOCKQ_X86 1
-// GCC 12 reports its own intrinsics' _mm512_undefined_* placeholders as maybe-uninitialized.
+// GCC 12 reports the undefined-value intrinsics (_mm512_undefined_*) it uses itself as maybe-uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 

@@ -1028,6 +1028,24 @@ void run_static(const StaticEntry& e, const void* src, void* dst, int64_t src_el
   (void)is_conv;
 }
 
+// The cached static primitive for `key` (made by `make` on first use), run on src -> dst;
+// false when oneDNN has no fast kernel for it (the caller computes it itself).
+template <typename Make>
+bool run_cached_static(const QGemmWeights& w, const StaticKey& key, Make&& make, const void* src, void* dst,
+                       int64_t src_elems, int64_t dst_elems, bool conv, const char* op, const char* path) {
+  auto e = static_find(w, key);
+  if (!e) e = static_insert(w, key, make());
+  if (!e->usable) return false;
+  try {
+    run_static(*e, src, dst, src_elems, dst_elems, conv);
+  } catch (const dnnl::error& err) {
+    throw Error(op, std::string("oneDNN int8 ") + (conv ? "convolution" : "matmul") + " failed: " + err.what());
+  }
+  g_dnnl_calls.fetch_add(1, std::memory_order_relaxed);
+  set_last_path(path + e->impl);
+  return true;
+}
+
 }  // namespace
 #endif
 
@@ -1172,17 +1190,8 @@ bool qlinear_dnnl_static(int64_t M, const uint8_t* a, const QGemmWeights& w, con
   const StaticKey key{1, M, w.N, w.K, fbits(ep.a_scale), ep.a_zp, fbits(ep.out_scale), ep.out_zp,
                       ep.relu, ep.requantize, ep.bias != nullptr, nt,
                       channel_hash(ep.w_scale, ep.bias, w.N)};
-  auto e = static_find(w, key);
-  if (!e) e = static_insert(w, key, make_static_matmul(w, M, ep));
-  if (!e->usable) return false;
-  try {
-    run_static(*e, a, out, M * w.K, M * w.N, false);
-  } catch (const dnnl::error& err) {
-    throw Error("qlinear", std::string("oneDNN int8 matmul failed: ") + err.what());
-  }
-  g_dnnl_calls.fetch_add(1, std::memory_order_relaxed);
-  set_last_path("dnnl:static:" + e->impl);
-  return true;
+  return run_cached_static(w, key, [&] { return make_static_matmul(w, M, ep); }, a, out, M * w.K, M * w.N, false,
+                           "qlinear", "dnnl:static:");
 #else
   return false;
 #endif
@@ -1203,18 +1212,10 @@ bool qconv2d_dnnl_static(const uint8_t* x, bool x_nhwc, int64_t N, int64_t C, in
                       fbits(ep.a_scale), ep.a_zp, fbits(ep.out_scale), ep.out_zp,
                       (ep.relu ? 1 : 0) | (ep.requantize ? 2 : 0) | (ep.bias ? 4 : 0), nt,
                       channel_hash(ep.w_scale, ep.bias, OC), OC};
-  auto e = static_find(w, key);
-  if (!e) e = static_insert(w, key, make_static_conv(w, x_nhwc, out_nhwc, N, C, H, W, kh, kw, sh, sw, ph, pw,
-                                                     dh, dw, OH, OW, ep));
-  if (!e->usable) return false;
-  try {
-    run_static(*e, x, out, N * C * H * W, N * OC * OH * OW, true);
-  } catch (const dnnl::error& err) {
-    throw Error("qconv2d", std::string("oneDNN int8 convolution failed: ") + err.what());
-  }
-  g_dnnl_calls.fetch_add(1, std::memory_order_relaxed);
-  set_last_path("dnnl:static:conv:" + e->impl);
-  return true;
+  return run_cached_static(
+      w, key,
+      [&] { return make_static_conv(w, x_nhwc, out_nhwc, N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, OH, OW, ep); },
+      x, out, N * C * H * W, N * OC * OH * OW, true, "qconv2d", "dnnl:static:conv:");
 #else
   return false;
 #endif
