@@ -89,6 +89,40 @@ int32_t sample_next(std::span<const float> logits, const std::vector<int32_t>& c
   return ids.front();
 }
 
+StopStrings::StopStrings(const std::vector<std::string>& stops, Decode decode) : decode_(std::move(decode)) {
+  for (const std::string& s : stops)
+    if (!s.empty()) stops_.push_back(s);
+  MOX_CHECK(stops_.empty() || bool(decode_), "generate", "stop strings need a decode function");
+}
+
+size_t StopStrings::update(std::vector<int32_t>& out, size_t final_ids, bool* stopped) const {
+  if (stops_.empty()) return out.size();
+  auto decoded_size = [&](size_t n) {
+    return decode_(std::vector<int32_t>(out.begin(), out.begin() + std::ptrdiff_t(n))).size();
+  };
+  const std::string text = decode_(out);
+  size_t hit = std::string::npos;
+  for (const std::string& s : stops_) hit = std::min(hit, text.find(s));
+  if (hit != std::string::npos) {
+    size_t k = final_ids;  // ids that end at or before the stop string's first byte
+    while (k < out.size() && decoded_size(k + 1) <= hit) k++;
+    out.resize(k);
+    if (stopped) *stopped = true;
+    return k;
+  }
+  // The earliest byte from which the text's end could still grow into a stop string.
+  size_t hold = text.size();
+  for (const std::string& s : stops_)
+    for (size_t n = std::min(s.size() - 1, text.size()); n > 0; n--)
+      if (text.compare(text.size() - n, n, s, 0, n) == 0) {
+        hold = std::min(hold, text.size() - n);
+        break;
+      }
+  size_t k = final_ids;
+  while (k < out.size() && decoded_size(k + 1) <= hold) k++;
+  return k;
+}
+
 namespace {
 
 // Puts a module in eval mode for its lifetime, then restores the previous mode.
@@ -134,12 +168,9 @@ std::vector<std::vector<int32_t>> generate(
     r.prompt_len = r.ctx.size();
     r.start = r.ctx.size() > size_t(S) ? r.ctx.size() - size_t(S) : 0;
   }
-  std::vector<std::string> stops;
-  for (const std::string& s : opt.stop)
-    if (!s.empty()) stops.push_back(s);
+  const StopStrings stop_strings(opt.stop, decode);
   std::vector<std::vector<int32_t>> result(prompts.size());
   if (B == 0 || opt.max_new_tokens == 0) return result;
-  if (!stops.empty()) MOX_CHECK(bool(decode), where, "stop strings need a decode function");
 
   EvalMode eval_mode(model);
   NoGradGuard no_grad;
@@ -204,35 +235,12 @@ std::vector<std::vector<int32_t>> generate(
     for (; r.reported < upto; r.reported++)
       if (on_token) on_token(b, r.out[r.reported]);
   };
-  auto decoded_size = [&](const Row& r, size_t n) {
-    return decode(std::vector<int32_t>(r.out.begin(), r.out.begin() + std::ptrdiff_t(n))).size();
-  };
   // After a token: ends the row at a stop string, and reports what can no longer be part
   // of one.
   auto check_stops = [&](size_t b) {
     Row& r = rows[b];
-    if (stops.empty()) return report(b, r.out.size());
-    const std::string text = decode(r.out);
-    size_t hit = std::string::npos;
-    for (const std::string& s : stops) hit = std::min(hit, text.find(s));
-    if (hit != std::string::npos) {
-      size_t k = r.reported;  // tokens that end at or before the stop string's first byte
-      while (k < r.out.size() && decoded_size(r, k + 1) <= hit) k++;
-      r.out.resize(k);
-      r.done = true;
-      return report(b, k);
-    }
-    // The earliest byte from which the text's end could still grow into a stop string.
-    size_t hold = text.size();
-    for (const std::string& s : stops)
-      for (size_t n = std::min(s.size() - 1, text.size()); n > 0; n--)
-        if (text.compare(text.size() - n, n, s, 0, n) == 0) {
-          hold = std::min(hold, text.size() - n);
-          break;
-        }
-    size_t k = r.reported;
-    while (k < r.out.size() && decoded_size(r, k + 1) <= hold) k++;
-    report(b, k);
+    const size_t final_ids = stop_strings.update(r.out, r.reported, &r.done);
+    report(b, final_ids);
   };
 
   if (opt.use_cache) read_windows();

@@ -33,6 +33,26 @@ struct GenerateOptions {
   bool use_cache = true;          // false: recompute the whole context for every token
 };
 
+// Stop strings over one row of generated ids: after each new id, which ids are final (can
+// no longer be the beginning of a stop string, so they may be shown), and where the row ends
+// when a stop string appears. Shared by generate() and the server's batch scheduler.
+class StopStrings {
+ public:
+  using Decode = std::function<std::string(const std::vector<int32_t>&)>;
+  // Empty strings are ignored; `decode` (ids -> text) is needed when any stop string is left.
+  StopStrings(const std::vector<std::string>& stops, Decode decode);
+  bool empty() const { return stops_.empty(); }
+  // `out`: the row's generated ids, the newest last; the first `final_ids` of them are known
+  // final. Returns how many leading ids are final now. When a stop string appears in the
+  // decoded text, `out` is cut before the id in which it starts, *stopped is set, and the
+  // cut length is returned.
+  size_t update(std::vector<int32_t>& out, size_t final_ids, bool* stopped) const;
+
+ private:
+  std::vector<std::string> stops_;
+  Decode decode_;
+};
+
 // The next token from one row of logits: the repetition penalty over `context`, then
 // temperature (0 or top_k == 1: the first argmax, no random draw), top-k (exactly k ids: the
 // largest logits, lower id first among equal ones), softmax, top-p (the shortest prefix of the
