@@ -12,7 +12,16 @@
 //     describing the architecture (layers, output shapes, parameter counts, PyTorch repr),
 //     and config.toml / preprocess.json / vocab.txt, so the folder describes itself.
 //     Only --layout mox exists for these.
-// --format onnx belongs to the export work of issue 7 (libonnx); until then it is refused with one line.
+// mox export --model DIR --format onnx --out FILE.onnx | DIR2: one ONNX model (opset 17,
+// io/onnx_export.h) of a GPT folder or a `mox train` run folder; --out ending in .onnx names
+// the file, anything else a folder that gets model.onnx plus what a user needs to feed it
+// (preprocess.json / vocab.txt of a run, tokenizer/ of a GPT). The inputs and outputs:
+//   run folder   "input" float [batch, ...input_shape] (int64 ids for an Embedding model) ->
+//                "output", the model's forward() (probabilities when it ends in Softmax);
+//                preprocess.json rides along in the model's metadata ("mox.preprocess")
+//   GPT          "input_ids" int64 [batch, sequence <= block_size] -> "logits"
+//                [batch, sequence, vocab]
+// Quantised runs (quantization.json) are refused; sparse (pruned) runs export as dense.
 #include <filesystem>
 #include <iostream>
 #include <memory>
@@ -21,15 +30,18 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "mox/compress/sparse.h"
 #include "mox/data/text/bpe.h"
 #include "mox/data/text/text_tokenizer.h"
 #include "mox/io/config.h"
 #include "mox/io/file_util.h"
+#include "mox/io/onnx_export.h"
 #include "mox/nn/models/build_model.h"
 #include "mox/nn/models/gpt_io.h"
 #include "mox/nn/models/summary.h"
 #include "mox/nn/serialize.h"
 #include "mox/tensor/error.h"
+#include "mox/train/compress.h"
 
 namespace mox::cli {
 
@@ -139,16 +151,69 @@ int export_run(const ExportOptions& o) {
   return 0;
 }
 
+// --format onnx: the model as one .onnx file (see the top of this file).
+int export_onnx(const ExportOptions& o) {
+  MOX_CHECK(o.layout.empty(), "--layout " + o.layout, "layouts belong to --format safetensors (ONNX has one)");
+  const fs::path src(o.model_dir);
+  MOX_CHECK(!fs::exists(src / "quantization.json"), o.model_dir,
+            "ONNX export of quantised models is not supported; export the float run");
+  const bool to_file = fs::path(o.out_dir).extension() == ".onnx";
+  const fs::path out_dir = to_file ? fs::absolute(o.out_dir).parent_path() : fs::path(o.out_dir);
+  const fs::path file = to_file ? fs::path(o.out_dir) : out_dir / "model.onnx";
+  const bool gpt = fs::exists(src / "model.json") || fs::exists(src / "config.json");
+  MOX_CHECK(gpt || fs::exists(src / "config.toml"), o.model_dir,
+            "not a model folder: expected model.json or config.json (GPT) or config.toml (a `mox train` run)");
+
+  io::OnnxExportOptions options;
+  io::OnnxExportInfo info;
+  std::string name;
+  if (gpt) {
+    std::shared_ptr<nn::GPT> model = train::load_gpt_run(o.model_dir);  // dense, or sparse made dense
+    model->eval();
+    name = "gpt";
+    options.graph_name = "gpt";
+    options.metadata = {{"mox.model", nn::gpt_config_to_json(model->config()).dump()}};
+    fs::create_directories(out_dir);
+    info = io::export_onnx_gpt(*model, file.string(), options);
+    if (!to_file) {
+      int32_t eos_id = -1;
+      export_tokenizer(src, out_dir, false, &eos_id);
+    }
+  } else {
+    io::Config config = io::load_config((src / "config.toml").string());
+    std::shared_ptr<nn::Sequential> model = nn::build_model(config.model);
+    const fs::path weights = src / "model.safetensors";
+    MOX_CHECK(fs::exists(weights), weights.string(), "missing: the run has no trained weights");
+    compress::load_state_dict_any(*model, weights.string());  // dense, or sparse (mox prune)
+    model->eval();
+    name = config.model.name;
+    options.graph_name = config.model.name;
+    if (fs::exists(src / "preprocess.json"))
+      options.metadata.push_back({"mox.preprocess", io::read_file((src / "preprocess.json").string())});
+    fs::create_directories(out_dir);
+    info = io::export_onnx_sequential(*model, nn::model_input_shape(config.model), file.string(), options);
+    if (!to_file)
+      for (const char* extra : {"preprocess.json", "vocab.txt"})
+        if (fs::exists(src / extra)) copy_atomic(src / extra, out_dir / extra);
+  }
+  std::string ops;
+  for (const std::string& op : info.op_types) ops += (ops.empty() ? "" : " ") + op;
+  std::cout << "exported " << name << " (" << nn::group_thousands(info.parameters) << " parameters) to "
+            << file.string() << ": ONNX opset " << io::kOnnxOpset << ", " << info.nodes << " nodes (" << ops
+            << ")\n";
+  return 0;
+}
+
 int run_export(const ExportOptions& o) {
-  if (o.format == "onnx")
-    throw Error("--format onnx", "ONNX export is not implemented yet (use --format safetensors)");
-  MOX_CHECK(o.format == "safetensors", "--format " + o.format, "unknown format (expected safetensors)");
+  MOX_CHECK(o.format == "safetensors" || o.format == "onnx", "--format " + o.format,
+            "unknown format (expected safetensors or onnx)");
   MOX_CHECK(o.layout.empty() || o.layout == "hf" || o.layout == "mox", "--layout " + o.layout,
             "unknown layout (expected hf or mox)");
   const fs::path src(o.model_dir);
   MOX_CHECK(fs::is_directory(src), o.model_dir, "not a folder (expected a model folder)");
   MOX_CHECK(!fs::exists(o.out_dir) || !fs::equivalent(src, o.out_dir), o.out_dir,
             "--out must differ from --model");
+  if (o.format == "onnx") return export_onnx(o);
   if (fs::exists(src / "model.json") || fs::exists(src / "config.json")) return export_gpt(o);
   if (fs::exists(src / "config.toml")) return export_run(o);
   throw Error(o.model_dir,
@@ -160,15 +225,17 @@ int run_export(const ExportOptions& o) {
 Command add_export_command(CLI::App& parent) {
   auto o = std::make_shared<ExportOptions>();
   o->format = "safetensors";
-  CLI::App* app = parent.add_subcommand("export", "Write a model for other tools (Hugging Face, PyTorch)");
+  CLI::App* app = parent.add_subcommand("export", "Write a model for other tools (Hugging Face, PyTorch, ONNX)");
   app->add_option("--model", o->model_dir, "model folder: GPT (mox or Hugging Face layout) or a run folder")
       ->required();
-  app->add_option("--format", o->format, "safetensors (onnx comes with issue 7)");
-  app->add_option("--out", o->out_dir, "output folder (created when missing)")->required();
+  app->add_option("--format", o->format, "safetensors (default) or onnx");
+  app->add_option("--out", o->out_dir, "output folder (created when missing); with --format onnx also a .onnx file")
+      ->required();
   app->add_option("--layout", o->layout, "hf (default for GPT models) or mox");
   app->footer(
       "Examples:\n  mox export --model runs/gpt --format safetensors --out gpt-hf\n"
-      "  mox export --model gpt-hf --format safetensors --out gpt-mox --layout mox");
+      "  mox export --model gpt-hf --format safetensors --out gpt-mox --layout mox\n"
+      "  mox export --model runs/cnn --format onnx --out cnn.onnx");
   return {app, [o] { return run_export(*o); }};
 }
 
