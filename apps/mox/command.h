@@ -37,5 +37,7 @@ Command add_quantize_command(CLI::App& parent);
 Command add_prune_command(CLI::App& parent);
 Command add_distill_command(CLI::App& parent);
 Command add_compress_report_command(CLI::App& parent);
+Command add_keys_command(CLI::App& parent);
+Command add_usage_command(CLI::App& parent);
 
 }  // namespace mox::cli
