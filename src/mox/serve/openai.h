@@ -21,6 +21,7 @@ struct ApiError : std::runtime_error {
   std::string type;   // "invalid_request_error", "authentication_error", "rate_limit_error", ...
   std::string param;  // the request parameter at fault, or empty
   std::string code;   // "model_not_found", "context_length_exceeded", "invalid_api_key", ...
+  double retry_after_s = 0;  // > 0: sent as Retry-After (429, 503)
 };
 nlohmann::json error_json(const ApiError& e);
 // 400 invalid_request_error about `param`.

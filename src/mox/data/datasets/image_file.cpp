@@ -329,8 +329,11 @@ bool png_encode(png_structp png, png_infop info, PngOut* out, png_uint_32 w, png
 
 Tensor read_image(const std::string& path) {
   auto file = io::MappedFile::open(path);
-  const uint8_t* d = file->data();
-  const size_t n = file->size();
+  return decode_image(path, file->data(), file->size());
+}
+
+Tensor decode_image(const std::string& name, const uint8_t* d, size_t n) {
+  const std::string& path = name;
   if (is_png(d, n)) return read_png(path, d, n);
   if (n >= 2 && d[0] == 'P' && (d[1] == '2' || d[1] == '3' || d[1] == '5' || d[1] == '6'))
     return PnmReader(path, d, n).read();

@@ -10,6 +10,8 @@ namespace mox::data {
 
 // The image as f32 [C, H, W] in [0, 1] (C = 1 for grey, 3 for colour).
 Tensor read_image(const std::string& path);
+// The same from the file's bytes in memory (an upload); errors name `name`.
+Tensor decode_image(const std::string& name, const uint8_t* data, size_t size);
 
 // Writes f32 [C, H, W] (C = 1 or 3) values in [0, 1] (clamped) as an 8-bit PNG, atomically.
 void write_png(const std::string& path, const Tensor& image);
