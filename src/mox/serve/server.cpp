@@ -208,11 +208,16 @@ void Server::Impl::completions(const httplib::Request& req, httplib::Response& r
       throw bad_request("The model '" + p.model + "' is a classifier: use POST /v1/classify.", "model", "model_not_supported");
     // Prompts as token ids.
     std::vector<std::vector<int32_t>> prompts;
-    if (chat) {
-      prompts.push_back(m.encode(chat_prompt(p.messages)));
-      p.stop.push_back(kChatStop);
-    } else {
-      for (const Prompt& pr : p.prompts) prompts.push_back(pr.is_ids ? pr.ids : m.encode(pr.text));
+    try {
+      if (chat) {
+        prompts.push_back(m.encode(chat_prompt(p.messages)));
+        p.stop.push_back(kChatStop);
+      } else {
+        for (const Prompt& pr : p.prompts) prompts.push_back(pr.is_ids ? pr.ids : m.encode(pr.text));
+      }
+    } catch (const Error& e) {
+      throw bad_request(std::string("The ") + (chat ? "messages" : "prompt") + " cannot be tokenized: " + e.what(),
+                        chat ? "messages" : "prompt");
     }
     const int64_t S = m.context();
     int64_t prompt_tokens = 0, longest = 0;
