@@ -23,8 +23,10 @@ inline std::string slurp(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
-// stdin_text, when given, is what the command reads on stdin (else it inherits ours).
-inline CliResult run_cli(const std::vector<std::string>& args, const std::string* stdin_text = nullptr) {
+// Runs `exe` (a path) with args; stdin_text, when given, is what it reads on stdin (else it
+// inherits ours).
+inline CliResult run_program(const std::string& exe_path, const std::vector<std::string>& args,
+                             const std::string* stdin_text = nullptr) {
   static int n = 0;
   std::string base = std::filesystem::temp_directory_path().string() + "/mox_cli_test." +
                      std::to_string(::getpid()) + "." + std::to_string(n++);
@@ -38,7 +40,7 @@ inline CliResult run_cli(const std::vector<std::string>& args, const std::string
     ::dup2(o, 1);
     ::dup2(e, 2);
     std::vector<char*> argv;
-    std::string exe = MOX_CLI_PATH;
+    std::string exe = exe_path;
     argv.push_back(exe.data());
     std::vector<std::string> copy = args;
     for (std::string& a : copy) argv.push_back(a.data());
@@ -56,6 +58,11 @@ inline CliResult run_cli(const std::vector<std::string>& args, const std::string
   std::filesystem::remove(err_path);
   if (stdin_text) std::filesystem::remove(in_path);
   return r;
+}
+
+// The built mox with args.
+inline CliResult run_cli(const std::vector<std::string>& args, const std::string* stdin_text = nullptr) {
+  return run_program(MOX_CLI_PATH, args, stdin_text);
 }
 
 // Writes text to a fresh file in the temp directory and returns its path.

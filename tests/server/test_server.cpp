@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../cli/run_cli.h"
+#include "server_fixture.h"
 #include "mox/data/datasets/image_file.h"
 #include "mox/data/text/text_tokenizer.h"
 #include "mox/ops/ops.h"
@@ -38,19 +39,7 @@ class ServerTest : public ::testing::Test {
   static void SetUpTestSuite() {
     g_dir = (fs::temp_directory_path() / ("mox_server_test." + std::to_string(::getpid()))).string();
     fs::remove_all(g_dir);
-    fs::create_directories(g_dir + "/corpus");
-    {
-      std::ofstream f(g_dir + "/corpus/a.txt");
-      for (int i = 0; i < 300; i++) f << "User: what is " << i % 13 << "?\nAssistant: it follows " << (i + 12) % 13 << ".\n";
-    }
-    std::ofstream(g_dir + "/tiny.toml") << "[model]\ntype = \"gpt\"\nn_layer = 2\nn_head = 2\nn_embd = 32\nblock_size = 48\n"
-                                           "[corpus]\nsource = \"files\"\nfiles = [\"corpus\"]\ntokenizer = \"char\"\n"
-                                           "[train]\nsteps = 30\nbatch_size = 8\neval_every = 30\nthreads = 1\n";
-    auto p = run_cli({"pretrain", g_dir + "/tiny.toml", "--out", g_dir + "/gpt", "-q"});
-    ASSERT_EQ(p.code, 0) << p.err;
-    auto t = run_cli({"train", std::string(MOX_SOURCE_DIR) + "/examples/mlp.toml", "--out", g_dir + "/mlp", "--epochs", "1",
-                      "--steps", "40", "-q"});
-    ASSERT_EQ(t.code, 0) << t.err;
+    mox::testing::make_server_runs(g_dir);
   }
   static void TearDownTestSuite() { fs::remove_all(g_dir); }
 

@@ -471,7 +471,9 @@ void Server::Impl::completions(const httplib::Request& req, httplib::Response& r
                          path.c_str(), status, seconds_since(t0) * 1000, name.c_str(), (long long)prompt_tokens,
                          (long long)completion_tokens);
           }
-          return false;  // the stream is over
+          // true: the stream ended normally (sink.done() wrote the last chunk) and the
+          // connection may be kept alive; false: the client went away.
+          return !client_gone;
         },
         [job](bool success) {
           if (!success) job->cancel();
