@@ -40,6 +40,7 @@ Command add_compress_report_command(CLI::App& parent);
 Command add_keys_command(CLI::App& parent);
 Command add_usage_command(CLI::App& parent);
 Command add_serve_command(CLI::App& parent);
+Command add_bench_serve_command(CLI::App& parent);
 Command add_cost_command(CLI::App& parent);
 
 }  // namespace mox::cli

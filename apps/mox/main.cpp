@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
       mox::cli::add_prune_command(app), mox::cli::add_distill_command(app),
       mox::cli::add_compress_report_command(app),
       mox::cli::add_keys_command(app), mox::cli::add_usage_command(app), mox::cli::add_serve_command(app),
-      mox::cli::add_cost_command(app)};
+      mox::cli::add_bench_serve_command(app), mox::cli::add_cost_command(app)};
 
   try {
     app.parse(argc, argv);

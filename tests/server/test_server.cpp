@@ -523,3 +523,34 @@ TEST_F(ServerTest, GracefulShutdownFinishesAndMetersInFlightRequests) {
   EXPECT_EQ(server_->store().row_count(), 1);
   server_.reset();
 }
+
+// mox bench-serve on a GPT run (in-process server, batched and not): every answered request
+// metered, and its JSON is what mox cost serve reads.
+TEST_F(ServerTest, BenchServeMeasuresAndFeedsMoxCost) {
+  const std::string out = g_dir + "/bench_serve.json";
+  auto r = run_cli({"bench-serve", "--model", g_dir + "/gpt", "--concurrency", "1,4", "--duration", "0.5", "--max-tokens", "8",
+                    "--prompt", "User: what", "--compare-unbatched", "--out", out});
+  ASSERT_EQ(r.code, 0) << r.err;
+  const json j = json::parse(mox::testing::slurp(out));
+  EXPECT_EQ(j["model"], "gpt");
+  EXPECT_EQ(j["endpoint"], "/v1/completions");
+  ASSERT_EQ(j["results"].size(), 4u);
+  for (const json& x : j["results"]) {
+    EXPECT_GT(x["requests"].get<int64_t>(), 0) << x.dump();
+    EXPECT_EQ(x["errors"], 0);
+    EXPECT_EQ(x["failed"], 0);
+    EXPECT_EQ(x["unmetered"], 0);
+    EXPECT_EQ(x["completion_tokens"].get<int64_t>(), 8 * x["requests"].get<int64_t>());
+    EXPECT_EQ(x["prompt_tokens"].get<int64_t>(), 10 * x["requests"].get<int64_t>());
+    EXPECT_LE(x["latency_ms"]["p50"].get<double>(), x["latency_ms"]["p99"].get<double>());
+  }
+  EXPECT_TRUE(j["results"][0]["batching"].get<bool>());
+  EXPECT_FALSE(j["results"][3]["batching"].get<bool>());
+  std::ofstream(g_dir + "/prices.toml") << "currency = \"USD\"\n[models.gpt]\nprompt_per_1m = 1.0\ncompletion_per_1m = 2.0\n";
+  auto c = run_cli({"cost", "serve", "--bench", out, "--prices", g_dir + "/prices.toml", "--requests-per-month", "100000",
+                    "--format", "json"});
+  ASSERT_EQ(c.code, 0) << c.err;
+  const json cost = json::parse(c.out, nullptr, false);
+  ASSERT_FALSE(cost.is_discarded()) << c.out;
+  EXPECT_NE(c.out.find("break_even"), std::string::npos) << c.out;
+}

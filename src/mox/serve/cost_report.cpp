@@ -1,6 +1,7 @@
 // The renderers of cost.h: aligned text tables, JSON, and the self-contained HTML page.
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <string>
@@ -299,7 +300,7 @@ std::string serving_html(const ServingReport& r) {
       html_escape(r.model) +
       "</title>\n<style>\n"
       "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}\n"
-      "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}\n"
+      "table{border-collapse:collapse;margin:1em 0;font-size:0.9em;display:block;overflow-x:auto}\n"
       "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}\n"
       "th{background:#f3f3f3}\ntd.l,th.l{text-align:left}\ntr.op td,tr.be td{background:#fff6d5}\n"
       ".cards{display:flex;flex-wrap:wrap;gap:1em}\n"
@@ -325,16 +326,32 @@ std::string serving_html(const ServingReport& r) {
 
   // The bench: cost per 1M tokens against concurrency.
   h += "<h2>Throughput and cost per concurrency</h2>\n";
-  std::vector<std::string> cats;
-  train::BarSeries completion{"per 1M completion tokens", {}}, all{"per 1M tokens", {}};
-  for (const BenchResult& b : r.bench.results) {
-    cats.push_back("c=" + std::to_string(b.concurrency) + (b.batching ? "" : " (no batching)"));
-    const double c1 = cost_per_1m_tokens(r.hardware.price_per_hour, b.completion_tokens_per_s);
-    const double c2 = cost_per_1m_tokens(r.hardware.price_per_hour, b.tokens_per_s);
-    completion.values.push_back(std::isfinite(c1) ? c1 : 0);
-    all.values.push_back(std::isfinite(c2) ? c2 : 0);
+  // One curve per cost basis (and per batching mode when the bench has both), over concurrency.
+  bool with = false, without = false;
+  for (const BenchResult& b : r.bench.results) (b.batching ? with : without) = true;
+  std::vector<train::Series> curves;
+  for (int mode = 0; mode < 2; mode++) {
+    if ((mode == 0 && !with) || (mode == 1 && !without)) continue;
+    const std::string suffix = with && without ? (mode == 0 ? ", batched" : ", unbatched") : "";
+    std::vector<const BenchResult*> rs;
+    for (const BenchResult& b : r.bench.results)
+      if (b.batching == (mode == 0)) rs.push_back(&b);
+    std::sort(rs.begin(), rs.end(), [](auto* x, auto* y) { return x->concurrency < y->concurrency; });
+    train::Series completion{"completion" + suffix, {}, {}}, all{"all tokens" + suffix, {}, {}};
+    for (const BenchResult* b : rs) {
+      completion.x.push_back(double(b->concurrency));
+      completion.y.push_back(cost_per_1m_tokens(r.hardware.price_per_hour, b->completion_tokens_per_s));
+      all.x.push_back(double(b->concurrency));
+      all.y.push_back(cost_per_1m_tokens(r.hardware.price_per_hour, b->tokens_per_s));
+    }
+    curves.push_back(completion);
+    curves.push_back(all);
   }
-  h += train::bar_chart("Cost per 1M tokens by concurrency (full use)", cats, cur, {completion, all}) + "\n";
+  train::ChartOptions copt;
+  copt.integer_x = true;
+  h += train::line_chart("Cost per 1M tokens by concurrency (replica fully used)", "concurrency", cur + " per 1M tokens",
+                          curves, copt) +
+       "\n";
   h += "<table><tr>";
   const Rows br = bench_rows(r);
   for (size_t c = 0; c < br[0].size(); c++) h += "<th>" + html_escape(br[0][c]) + "</th>";

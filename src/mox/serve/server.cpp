@@ -570,6 +570,7 @@ void Server::Impl::setup_routes() {
   http.set_read_timeout(std::chrono::seconds(int64_t(std::max(1.0, opt.request_timeout_s))));
   http.set_write_timeout(std::chrono::seconds(int64_t(std::max(1.0, opt.request_timeout_s))));
   http.set_keep_alive_max_count(100000);
+  http.set_tcp_nodelay(true);  // small responses and SSE chunks leave at once (no Nagle delay)
   const int workers = std::max(1, opt.workers);
   http.new_task_queue = [workers] { return new httplib::ThreadPool(size_t(workers)); };
 
