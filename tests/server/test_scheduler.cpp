@@ -137,7 +137,7 @@ TEST(Scheduler, JoinersGetTheirOwnGreedyTokens) {
   wait_until([&] { return sched.stats().running == 0; });  // on_done runs before the row leaves
   const serve::SchedulerStats st = sched.stats();
   EXPECT_EQ(st.tokens, 20 + 15 + 10 + 25);
-  EXPECT_GE(st.rebuilds, 3);
+  EXPECT_GE(st.shifts, 1);  // the 12-token prompt joined a shorter batch: the rows moved right
   // Fewer steps than one sequence after another: the rows were decoded together.
   EXPECT_LT(st.steps, 20 + 15 + 10 + 25);
 }

@@ -86,7 +86,7 @@ SchedulerStats GenerationScheduler::stats() const {
   s.running = running_.load();
   s.steps = steps_.load();
   s.tokens = tokens_.load();
-  s.rebuilds = rebuilds_.load();
+  s.shifts = shifts_.load();
   return s;
 }
 
@@ -131,7 +131,7 @@ void GenerationScheduler::loop() {
       for (size_t i = 0; i < rows_.size(); i++)
         if (!rows_[i]->done) finish(i, "error", e.what());
       rows_.clear();
-      cache_ = nn::KVCache();
+      view_ = nn::KVCache();
       length_ = 0;
       running_ = 0;
     }
@@ -139,7 +139,7 @@ void GenerationScheduler::loop() {
 }
 
 // The joiners' prompts are read together (left-padded to the longest) into a cache of their
-// own, then copied with the running rows into a new batch cache.
+// own, then copied into the rows after the running ones, ending at the shared length.
 void GenerationScheduler::admit(std::vector<std::shared_ptr<Sequence>>& joiners) {
   const int64_t J = int64_t(joiners.size()), V = model_->config().vocab_size;
   int64_t P = 0;
@@ -157,65 +157,79 @@ void GenerationScheduler::admit(std::vector<std::shared_ptr<Sequence>>& joiners)
   logits = logits.to(kCPU).to(DType::F32).contiguous();
   const float* lp = logits.data<float>();
 
-  std::vector<size_t> keep;
-  for (size_t i = 0; i < rows_.size(); i++)
-    if (!rows_[i]->done) keep.push_back(i);
-  std::vector<int64_t> lens;
+  if (cache_.k.empty()) cache_ = model_->make_cache(options_.batching ? options_.max_batch : 1);
+  const int64_t B = int64_t(rows_.size());
+  if (B == 0) length_ = 0;
+  if (P > length_) {
+    // The longest joiner's prompt must end at the shared length: the running rows move right.
+    const int64_t d = P - length_;
+    if (B > 0) shift_slots(0, d, length_);
+    for (auto& r : rows_) r->pad += d;
+    length_ = P;
+  }
   for (int64_t j = 0; j < J; j++) {
     auto row = std::make_unique<Row>(std::move(joiners[size_t(j)]));
     row->logits.assign(lp + j * V, lp + (j + 1) * V);
-    lens.push_back(int64_t(row->seq->prompt.size()));
+    const int64_t n = int64_t(row->seq->prompt.size()), b = B + j;
+    row->pad = length_ - n;
+    for (size_t l = 0; l < cache_.k.size(); l++) {
+      cache_.k[l].narrow(0, b, 1).narrow(2, row->pad, n).copy_(jc.k[l].narrow(0, j, 1).narrow(2, P - n, n));
+      cache_.v[l].narrow(0, b, 1).narrow(2, row->pad, n).copy_(jc.v[l].narrow(0, j, 1).narrow(2, P - n, n));
+    }
     rows_.push_back(std::move(row));
-    keep.push_back(rows_.size() - 1);
   }
   joiners.clear();
-  rebuild(keep, &jc, lens);
+  refresh_view();
 }
 
-// A new batch cache holding rows_[keep] (in that order; the joiners, last in rows_, come from
-// `joined`, whose row j holds its prompt in the last joined_len[j] slots of its window).
-// The kept running rows are shifted left by their smallest pad, then all rows are aligned to
-// end at the new shared length.
-void GenerationScheduler::rebuild(std::vector<size_t> keep, const nn::KVCache* joined,
-                                  const std::vector<int64_t>& joined_len) {
-  const size_t J = joined_len.size();
-  const size_t old_rows = keep.size() - J;  // kept rows that were already running
-  int64_t min_pad = length_;
-  for (size_t i = 0; i < old_rows; i++) min_pad = std::min(min_pad, rows_[keep[i]]->pad);
-  const int64_t base = old_rows > 0 ? length_ - min_pad : 0;
-  int64_t L = base;
-  for (int64_t p : joined_len) L = std::max(L, p);
-  const int64_t B = int64_t(keep.size());
-  std::vector<std::unique_ptr<Row>> rows;
-  nn::KVCache cache;
-  if (B > 0) {
-    cache = model_->make_cache(B);
-    const int64_t joined_width = joined != nullptr && !joined->k.empty() ? joined->length : 0;
-    for (int64_t b = 0; b < B; b++) {
-      Row& r = *rows_[keep[size_t(b)]];
-      const bool is_joiner = size_t(b) >= old_rows;
-      const nn::KVCache& src = is_joiner ? *joined : cache_;
-      const int64_t src_row = is_joiner ? int64_t(size_t(b) - old_rows) : int64_t(keep[size_t(b)]);
-      const int64_t n = is_joiner ? joined_len[size_t(b) - old_rows] : length_ - r.pad;
-      const int64_t src_slot = is_joiner ? joined_width - n : r.pad;
-      const int64_t dst_slot = L - n;
-      for (size_t l = 0; l < cache.k.size(); l++) {
-        cache.k[l].narrow(0, b, 1).narrow(2, dst_slot, n).copy_(src.k[l].narrow(0, src_row, 1).narrow(2, src_slot, n));
-        cache.v[l].narrow(0, b, 1).narrow(2, dst_slot, n).copy_(src.v[l].narrow(0, src_row, 1).narrow(2, src_slot, n));
-      }
-      r.pad = dst_slot;
+void GenerationScheduler::shift_slots(int64_t from, int64_t to, int64_t n) {
+  const int64_t B = int64_t(rows_.size());
+  if (n <= 0 || from == to || B == 0) return;
+  for (size_t l = 0; l < cache_.k.size(); l++)
+    for (Tensor* t : {&cache_.k[l], &cache_.v[l]}) {
+      Tensor rows = t->narrow(0, 0, B);
+      const Tensor moved = rows.narrow(2, from, n).clone();  // the ranges may overlap
+      rows.narrow(2, to, n).copy_(moved);
     }
-    for (size_t i : keep) rows.push_back(std::move(rows_[i]));
-    std::vector<int64_t> pads;
-    for (const auto& r : rows) pads.push_back(r->pad);
-    cache.length = L;
-    if (std::any_of(pads.begin(), pads.end(), [](int64_t v) { return v > 0; })) cache.pad = from_vector(pads, {B});
+  shifts_++;
+}
+
+// Finished rows leave: the last row moves into each hole (its slots keep their places, all
+// rows being aligned to the same length).
+void GenerationScheduler::remove_finished() {
+  for (size_t i = 0; i < rows_.size();) {
+    if (!rows_[i]->done) {
+      i++;
+      continue;
+    }
+    const size_t last = rows_.size() - 1;
+    if (i != last) {
+      const Row& r = *rows_[last];
+      const int64_t n = length_ - r.pad;
+      for (size_t l = 0; l < cache_.k.size(); l++) {
+        cache_.k[l].narrow(0, int64_t(i), 1).narrow(2, r.pad, n).copy_(cache_.k[l].narrow(0, int64_t(last), 1).narrow(2, r.pad, n));
+        cache_.v[l].narrow(0, int64_t(i), 1).narrow(2, r.pad, n).copy_(cache_.v[l].narrow(0, int64_t(last), 1).narrow(2, r.pad, n));
+      }
+      rows_[i] = std::move(rows_[last]);
+    }
+    rows_.pop_back();
   }
-  rows_ = std::move(rows);
-  cache_ = std::move(cache);
-  length_ = B > 0 ? L : 0;
+  if (rows_.empty()) length_ = 0;
+}
+
+void GenerationScheduler::refresh_view() {
+  const int64_t B = int64_t(rows_.size());
   running_ = B;
-  rebuilds_++;
+  view_ = nn::KVCache();
+  if (B == 0) return;
+  std::vector<int64_t> pads;
+  for (const auto& r : rows_) pads.push_back(r->pad);
+  for (size_t l = 0; l < cache_.k.size(); l++) {
+    view_.k.push_back(cache_.k[l].narrow(0, 0, B));
+    view_.v.push_back(cache_.v[l].narrow(0, 0, B));
+  }
+  view_.length = length_;
+  if (std::any_of(pads.begin(), pads.end(), [](int64_t v) { return v > 0; })) view_.pad = from_vector(pads, {B});
 }
 
 void GenerationScheduler::finish(size_t i, const std::string& reason, const std::string& error) {
@@ -253,21 +267,28 @@ void GenerationScheduler::step() {
     any_done = any_done || r.done;
   }
   steps_++;
-  if (any_done || length_ >= S) {
-    // Drop the finished rows and shift the rest left by their smallest pad (a live row has
-    // pad > 0 when the cache is full: prompt + max_tokens <= block_size).
-    std::vector<size_t> keep;
-    for (size_t i = 0; i < rows_.size(); i++)
-      if (!rows_[i]->done) keep.push_back(i);
-    rebuild(keep, nullptr, {});
+  if (any_done) {
+    remove_finished();
+    refresh_view();
   }
   if (rows_.empty()) return;
-  MOX_CHECK(length_ < S, "generation", "internal: the batch cache is full");
+  int64_t m = length_;
+  for (const auto& r : rows_) m = std::min(m, r->pad);
+  if (length_ >= S || 2 * m >= length_) {
+    // Every row shifts left by the smallest pad: needed when the cache is full (a live row
+    // then has pad > 0, since prompt + max_tokens <= block_size), and worth it when half
+    // the slots are padding (attention reads every slot).
+    MOX_CHECK(m > 0, "generation", "internal: the batch cache is full");
+    shift_slots(m, 0, length_ - m);
+    for (auto& r : rows_) r->pad -= m;
+    length_ -= m;
+    refresh_view();
+  }
   const int64_t B = int64_t(rows_.size());
   std::vector<int64_t> ids(static_cast<size_t>(B));
   for (int64_t b = 0; b < B; b++) ids[size_t(b)] = rows_[size_t(b)]->ctx.back();
-  Tensor logits = model_->forward_cached(from_vector(ids, {B, 1}), cache_, /*last_only=*/true);
-  length_ = cache_.length;
+  Tensor logits = model_->forward_cached(from_vector(ids, {B, 1}), view_, /*last_only=*/true);
+  length_ = view_.length;
   logits = logits.to(kCPU).to(DType::F32).contiguous();
   const float* lp = logits.data<float>();
   for (int64_t b = 0; b < B; b++) rows_[size_t(b)]->logits.assign(lp + b * V, lp + (b + 1) * V);

@@ -1,12 +1,13 @@
 #pragma once
 // Continuous batching for one GPT: every sequence the server is generating for that model
 // is a row of one running batch, decoded together one token per step over a shared KV cache
-// (nn::GPT::forward_cached). New sequences join between decode steps: their prompts are read
-// (prefilled, the joiners together) into a small cache and copied into the batch's cache,
-// aligned so that all rows write the same slot next -- rows are left-padded, and row b's slot
-// s holds position s - pad[b] as in nn::KVCache. Finished rows leave at once; their slots
-// are reclaimed when the batch's cache is rebuilt (on the next join, or when the shared
-// length reaches the block size and every live row is shifted left by the smallest pad).
+// (nn::GPT::forward_cached). The cache is allocated once for max_batch rows; the batch is its
+// first B rows. New sequences join between decode steps: their prompts are read (prefilled,
+// the joiners together) into a small cache and copied into rows B.., aligned so that all rows
+// write the same slot next -- rows are left-padded, and row b's slot s holds position
+// s - pad[b] as in nn::KVCache (a longer prompt than the shared length shifts the running
+// rows right first). A finished row leaves at once: the last row moves into its place. When
+// the shared length reaches the block size, every row shifts left by the smallest pad.
 //
 // A sequence needs prompt + max_tokens <= block_size (the server refuses longer requests
 // with 400, as OpenAI's API does): no sequence is ever cut, so a row's tokens are what the
@@ -55,7 +56,7 @@ struct SchedulerStats {
   int64_t running = 0, waiting = 0;  // rows in the batch; sequences not yet admitted
   int64_t steps = 0;                 // decode steps so far
   int64_t tokens = 0;                // tokens generated so far
-  int64_t rebuilds = 0;              // cache rebuilds (joins and compactions)
+  int64_t shifts = 0;                // whole-batch slot shifts (longer joiners, compactions)
 };
 
 class GenerationScheduler {
@@ -81,7 +82,9 @@ class GenerationScheduler {
   void admit(std::vector<std::shared_ptr<Sequence>>& joiners);
   void step();
   void finish(size_t row, const std::string& reason, const std::string& error = "");
-  void rebuild(std::vector<size_t> keep, const nn::KVCache* joined, const std::vector<int64_t>& joined_len);
+  void remove_finished();
+  void shift_slots(int64_t from, int64_t to, int64_t n);  // every row's slots [from, from+n) -> [to, ..)
+  void refresh_view();                                    // view_ over rows 0..B-1, pads, length
 
   std::shared_ptr<nn::GPT> model_;
   SchedulerOptions options_;
@@ -93,9 +96,10 @@ class GenerationScheduler {
 
   // The running batch (scheduler thread only).
   std::vector<std::unique_ptr<Row>> rows_;
-  nn::KVCache cache_;
-  int64_t length_ = 0;  // slots filled (shared by all rows)
-  std::atomic<int64_t> steps_{0}, tokens_{0}, rebuilds_{0}, running_{0};
+  nn::KVCache cache_;    // max_batch rows, allocated on first use
+  nn::KVCache view_;     // the first B rows of cache_, what forward_cached sees
+  int64_t length_ = 0;   // slots filled (shared by all rows)
+  std::atomic<int64_t> steps_{0}, tokens_{0}, shifts_{0}, running_{0};
 };
 
 }  // namespace mox::serve
