@@ -3,6 +3,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <ctime>
 #include <condition_variable>
 #include <cstdio>
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "mox/serve/dashboard.h"
 #include "mox/serve/limits.h"
 #include "mox/serve/metrics.h"
 #include "mox/serve/models.h"
@@ -187,7 +189,60 @@ struct Server::Impl {
   void completions(const httplib::Request& req, httplib::Response& res, bool chat);
   void classify(const httplib::Request& req, httplib::Response& res);
   void list_models(const httplib::Request& req, httplib::Response& res);
+  json dashboard_data(int64_t minutes, int64_t bucket_s);
 };
+
+// ---------------------------------------------------------------- dashboard
+
+// What GET /dashboard/data returns (the page polls it): usage over the last `minutes` in
+// buckets of `bucket_s` seconds per model and customer (with latency percentiles), every
+// key's quota use this month, this month's totals and revenue (with --prices).
+json Server::Impl::dashboard_data(int64_t minutes, int64_t bucket_s) {
+  const std::string now = utc_now_iso();
+  const std::string month = month_of(now);
+  const auto since_tp = std::chrono::system_clock::now() - std::chrono::minutes(minutes);
+  const std::time_t since_t = std::chrono::system_clock::to_time_t(since_tp);
+  std::tm tm{};
+  gmtime_r(&since_t, &tm);
+  char since[32];
+  std::strftime(since, sizeof since, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  json buckets = json::array();
+  for (const UsageBucket& b : store->buckets(since, bucket_s))
+    buckets.push_back({{"start", b.start}, {"model", b.model}, {"customer", b.customer}, {"requests", b.requests},
+                       {"errors", b.errors}, {"prompt_tokens", b.prompt_tokens}, {"completion_tokens", b.completion_tokens},
+                       {"classifications", b.classifications}, {"latency_p50_ms", b.latency_p50_ms},
+                       {"latency_p95_ms", b.latency_p95_ms}, {"latency_p99_ms", b.latency_p99_ms}});
+  json keys = json::array();
+  for (const KeyInfo& k : store->list_keys())
+    keys.push_back({{"prefix", k.prefix}, {"customer", k.customer}, {"monthly_tokens", k.limits.monthly_tokens},
+                    {"rpm", k.limits.rpm}, {"tpm", k.limits.tpm}, {"used_tokens", store->tokens_used(k.id, month)},
+                    {"revoked", k.revoked()}});
+  const std::vector<UsageTotal> usage = store->usage(month);
+  json totals = {{"requests", 0}, {"errors", 0}, {"prompt_tokens", 0}, {"completion_tokens", 0}, {"classifications", 0}};
+  json per = json::array();
+  for (const UsageTotal& u : usage) {
+    totals["requests"] = totals["requests"].get<int64_t>() + u.requests;
+    totals["errors"] = totals["errors"].get<int64_t>() + u.errors;
+    totals["prompt_tokens"] = totals["prompt_tokens"].get<int64_t>() + u.prompt_tokens;
+    totals["completion_tokens"] = totals["completion_tokens"].get<int64_t>() + u.completion_tokens;
+    totals["classifications"] = totals["classifications"].get<int64_t>() + u.classifications;
+    per.push_back({{"customer", u.customer}, {"model", u.model}, {"requests", u.requests}, {"errors", u.errors},
+                   {"prompt_tokens", u.prompt_tokens}, {"completion_tokens", u.completion_tokens},
+                   {"classifications", u.classifications}});
+  }
+  json revenue = nullptr;
+  if (prices) {
+    const Invoice inv = make_invoice(usage, *prices, "", month);
+    json by = json::object();
+    for (const CustomerTotal& t : inv.totals) by[t.customer] = t.amount;
+    revenue = {{"currency", inv.currency}, {"total", inv.total}, {"by_customer", by}};
+  }
+  json model_names = json::array();
+  for (const auto& m : models) model_names.push_back({{"id", m->name()}, {"kind", m->is_gpt() ? "gpt" : "classifier"}});
+  return {{"generated_at", now}, {"month", month}, {"since", since}, {"bucket_seconds", bucket_s},
+          {"models", model_names}, {"buckets", buckets}, {"keys", keys}, {"month_usage", per}, {"totals", totals},
+          {"revenue", revenue}, {"inflight", inflight.load()}, {"uptime_s", seconds_since(started)}};
+}
 
 // ---------------------------------------------------------------- generation
 
@@ -585,6 +640,31 @@ void Server::Impl::setup_routes() {
   http.Get("/metrics", [this](const httplib::Request& req, httplib::Response& res) {
     if (!admin_ok(req)) return send_error(res, ApiError(401, "invalid_request_error", "The admin token is missing or wrong.", "", "invalid_admin_token"));
     res.set_content(metrics.text(), "text/plain; version=0.0.4");
+  });
+  http.Get("/dashboard", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!admin_ok(req)) return send_error(res, ApiError(401, "invalid_request_error", "The admin token is missing or wrong.", "", "invalid_admin_token"));
+    res.set_content(dashboard_html(), "text/html; charset=utf-8");
+  });
+  http.Get("/dashboard/data", [this](const httplib::Request& req, httplib::Response& res) {
+    if (!admin_ok(req)) return send_error(res, ApiError(401, "invalid_request_error", "The admin token is missing or wrong.", "", "invalid_admin_token"));
+    auto int_param = [&](const char* name, int64_t def, int64_t lo, int64_t hi) {
+      if (!req.has_param(name)) return def;
+      try {
+        const int64_t v = std::stoll(req.get_param_value(name));
+        if (v >= lo && v <= hi) return v;
+      } catch (...) {
+      }
+      throw bad_request("Invalid value for '" + std::string(name) + "': expected an integer in [" + std::to_string(lo) +
+                            ", " + std::to_string(hi) + "].",
+                        name);
+    };
+    try {
+      const int64_t minutes = int_param("minutes", 60, 1, 60 * 24 * 31);
+      const int64_t bucket = int_param("bucket", 60, 1, 86400);
+      res.set_content(dump(dashboard_data(minutes, bucket)), "application/json");
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    }
   });
   http.Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) { list_models(req, res); });
   http.Get(R"(/v1/models/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) { list_models(req, res); });
