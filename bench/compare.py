@@ -128,8 +128,22 @@ def main():
         md += ["", "torch time / mox time > 1 means mox is faster. The sgemm rows also time "
                "OpenBLAS's cblas_sgemm called directly from C++ into a preallocated output, "
                "the floor under mox's matmul.", ""]
+        md += OTHER_RESULTS
         with open(a.out, "w") as f:
             f.write("\n".join(md))
+
+
+# The other benchmarks write their own files; this index keeps them findable from here.
+OTHER_RESULTS = [
+    "## Other benchmarks (each file names the command that wrote it)", "",
+    "| file | command | what |", "|---|---|---|",
+    "| SEED_CASES.md, SEED_RESULTS.md | bench/seed_cases.sh, bench/seed.sh | the seed MLP/CNN end to end vs PyTorch |",
+    "| GPT_RESULTS.md | bench/gpt.sh | char-level GPT training and generation vs PyTorch |",
+    "| BERT_TRANSFER.md, GPT_SUBCORPUS.md | bench/bert_transfer.sh, bench/gpt_subcorpus.sh | transfer learning |",
+    "| COMPRESS_RESULTS.md | bench/compress.sh | int8 / w8 / w4 quantisation, pruning vs f32 and PyTorch quantize_dynamic |",
+    "| DISTILL_RESULTS.md | bench/distill.sh | distilled vs label-only students |",
+    "| SERVE_RESULTS.md | bench/serve.sh | the inference server under wrk and mox bench-serve: requests/s, latency, "
+    "tokens/s batched vs unbatched, metering |", ""]
 
 
 def _nproc():

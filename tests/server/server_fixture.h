@@ -1,7 +1,7 @@
 #pragma once
 // Run folders for the server tests, made with the CLI in seconds: a tiny char-level GPT
 // (block 48) trained on "User: ... Assistant: ..." lines, and the example MLP trained a
-// few steps on Fashion-MNIST.
+// few steps on Fashion-MNIST, and the text classifier of examples/gap.toml (fortune topics).
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -26,6 +26,10 @@ inline void make_server_runs(const std::string& dir) {
   auto t = run_cli({"train", std::string(MOX_SOURCE_DIR) + "/examples/mlp.toml", "--out", dir + "/mlp", "--epochs", "1",
                     "--steps", "40", "-q"});
   ASSERT_EQ(t.code, 0) << t.err;
+  // A text classifier (fortune topics) for /v1/classify on text.
+  auto g = run_cli({"train", std::string(MOX_SOURCE_DIR) + "/examples/gap.toml", "--out", dir + "/gap", "--epochs", "2",
+                    "--steps", "20", "-q"});
+  ASSERT_EQ(g.code, 0) << g.err;
 }
 
 }  // namespace mox::testing

@@ -51,17 +51,18 @@ class ServerTest : public ::testing::Test {
       server_->wait();
     }
   }
-  void start(int64_t max_queue = 256) {
+  void start(int64_t max_queue = 256, double timeout_s = 300) {
     if (server_) {
       server_->stop();
       server_->wait();
     }
     serve::ServerOptions o;
-    o.models = {g_dir + "/gpt", "fashion=" + g_dir + "/mlp"};
+    o.models = {g_dir + "/gpt", "fashion=" + g_dir + "/mlp", "topics=" + g_dir + "/gap"};
     o.port = 0;
     o.db_path = g_dir + "/usage-" + std::string(::testing::UnitTest::GetInstance()->current_test_info()->name()) + ".sqlite";
     o.quiet = true;
     o.max_queue = max_queue;
+    o.request_timeout_s = timeout_s;
     o.max_body_bytes = 1 << 16;
     server_ = std::make_unique<serve::Server>(o);
     server_->start();
@@ -261,6 +262,31 @@ TEST_F(ServerTest, ClassifyAgreesWithMoxPredict) {
   EXPECT_NEAR(k["data"][0]["probability"].get<double>(), expected["probability"].get<double>(), 1e-6);
 }
 
+// Text classifiers take strings: the same probabilities as mox predict on the same lines.
+TEST_F(ServerTest, ClassifyTextAgreesWithMoxPredict) {
+  const std::vector<std::string> lines = {"Computers are useless. They can only give you answers.",
+                                          "The senator said the vote would be close."};
+  auto [s, j] = post("/v1/classify", json{{"model", "topics"}, {"input", lines}}.dump());
+  ASSERT_EQ(s, 200) << j.dump();
+  ASSERT_EQ(j["data"].size(), 2u);
+  EXPECT_EQ(j["usage"]["classifications"], 2);
+  const std::string file = g_dir + "/lines.txt";
+  std::ofstream(file) << lines[0] << "\n" << lines[1] << "\n";
+  auto p = run_cli({"predict", "--model", g_dir + "/gap", file, "--format", "json"});
+  ASSERT_EQ(p.code, 0) << p.err;
+  const json expected = json::parse(p.out);
+  for (size_t i = 0; i < 2; i++) {
+    EXPECT_EQ(j["data"][i]["label"], expected[i]["class"]);
+    for (auto& [label, pr] : expected[i]["probabilities"].items())
+      EXPECT_NEAR(j["data"][i]["probabilities"][label].get<double>(), pr.get<double>(), 1e-6) << label;
+  }
+  // One string works too; numbers do not.
+  EXPECT_EQ(post("/v1/classify", json{{"model", "topics"}, {"input", lines[0]}}.dump()).first, 200);
+  auto [bad, e] = post("/v1/classify", json{{"model", "topics"}, {"input", std::vector<double>{1, 2}}}.dump());
+  EXPECT_EQ(bad, 400);
+  EXPECT_EQ(e["error"]["param"], "input");
+}
+
 TEST_F(ServerTest, KeysAreChecked) {
   auto c = client();
   auto r = c.Post("/v1/completions", json{{"model", "gpt"}, {"prompt", "x"}}.dump(), "application/json");
@@ -281,7 +307,7 @@ TEST_F(ServerTest, KeysAreChecked) {
   ASSERT_TRUE(m);
   EXPECT_EQ(m->status, 200);
   const json models = json::parse(m->body);
-  ASSERT_EQ(models["data"].size(), 2u);
+  ASSERT_EQ(models["data"].size(), 3u);
   EXPECT_EQ(models["data"][0]["id"], "gpt");
   EXPECT_EQ(models["data"][1]["id"], "fashion");
   EXPECT_EQ(models["data"][1]["mox"]["kind"], "classifier");
@@ -502,6 +528,19 @@ TEST_F(ServerTest, FullQueueAnswers429WithRetryAfter) {
   }
   EXPECT_GT(rejected, 0);
   EXPECT_GT(served, 0);
+}
+
+// A request that takes longer than the time limit is answered 504 (and metered with no
+// tokens); its sequences are cancelled.
+TEST_F(ServerTest, TimeLimitAnswers504) {
+  start(/*max_queue=*/256, /*timeout_s=*/0.002);
+  auto [s, j] = post("/v1/completions", json{{"model", "gpt"}, {"prompt", "User:"}, {"max_tokens", 40}, {"n", 16}}.dump());
+  EXPECT_EQ(s, 504) << j.dump();
+  EXPECT_EQ(j["error"]["code"], "timeout");
+  const auto usage = server_->store().usage(serve::month_of(serve::utc_now_iso()), "acme");
+  ASSERT_EQ(usage.size(), 1u);
+  EXPECT_EQ(usage[0].errors, 1);
+  EXPECT_EQ(usage[0].prompt_tokens + usage[0].completion_tokens, 0);
 }
 
 // stop() lets a request in flight finish; its usage row is written.

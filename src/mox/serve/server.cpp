@@ -754,6 +754,9 @@ void Server::start() {
             "cannot listen on " + s.opt.host + ":" + std::to_string(s.opt.port) + " (in use, or not an address of this machine)");
   running_ = true;
   s.thread = std::thread([this] { impl_->http.listen_after_bind(); });
+  // httplib's stop() does nothing before its loop runs: wait for it, so that a stop() right
+  // after start() is not lost.
+  for (int i = 0; i < 10000 && !s.http.is_running(); i++) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 void Server::stop() {
