@@ -530,6 +530,24 @@ TEST_F(ServerTest, FullQueueAnswers429WithRetryAfter) {
   EXPECT_GT(served, 0);
 }
 
+// A second server on a port in use fails to start (no silent port sharing).
+TEST_F(ServerTest, APortInUseIsAnError) {
+  serve::ServerOptions o;
+  o.models = {g_dir + "/gpt"};
+  o.port = server_->port();
+  o.db_path = g_dir + "/usage-second.sqlite";
+  o.quiet = true;
+  serve::Server second(o);
+  bool threw = false;
+  try {
+    second.start();
+  } catch (const Error& e) {
+    threw = true;
+    EXPECT_NE(std::string(e.what()).find("cannot listen"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(threw);
+}
+
 // A request that takes longer than the time limit is answered 504 (and metered with no
 // tokens); its sequences are cancelled.
 TEST_F(ServerTest, TimeLimitAnswers504) {

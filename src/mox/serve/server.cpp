@@ -1,6 +1,7 @@
 #include "mox/serve/server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <ctime>
@@ -625,7 +626,13 @@ void Server::Impl::setup_routes() {
   http.set_read_timeout(std::chrono::seconds(int64_t(std::max(1.0, opt.request_timeout_s))));
   http.set_write_timeout(std::chrono::seconds(int64_t(std::max(1.0, opt.request_timeout_s))));
   http.set_keep_alive_max_count(100000);
-  http.set_tcp_nodelay(true);  // small responses and SSE chunks leave at once (no Nagle delay)
+  http.set_tcp_nodelay(true);
+  // SO_REUSEADDR only: httplib's default adds SO_REUSEPORT, with which a second server on the
+  // same port starts without an error and takes half the connections.
+  http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });  // small responses and SSE chunks leave at once (no Nagle delay)
   const int workers = std::max(1, opt.workers);
   http.new_task_queue = [workers] { return new httplib::ThreadPool(size_t(workers)); };
 
