@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "command.h"
+#include "mox/serve/prices.h"
 #include "mox/serve/store.h"
 #include "mox/tensor/error.h"
 
@@ -36,18 +37,7 @@ ojson limits_json(const serve::KeyLimits& l) {
 
 // Columns padded to their widest cell.
 void print_table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> w;
-  for (const auto& r : rows)
-    for (size_t c = 0; c < r.size(); c++) {
-      if (w.size() <= c) w.push_back(0);
-      w[c] = std::max(w[c], r[c].size());
-    }
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t c = 0; c < r.size(); c++) line += (c ? "  " : "") + r[c] + std::string(w[c] - r[c].size(), ' ');
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    std::cout << line << "\n";
-  }
+  std::cout << serve::text_table(rows, std::vector<bool>(rows.empty() ? 0 : rows[0].size(), false));
 }
 
 }  // namespace

@@ -40,24 +40,6 @@ std::string duration(double s) {
   return fmt("%.0f s", s) + " (" + fmt("%.1f days", s / 86400) + ")";
 }
 
-// Columns padded to their widest cell; right[c]: right-aligned (numbers).
-std::string render(const Rows& rows, const std::vector<bool>& right) {
-  std::vector<size_t> width(right.size(), 0);
-  for (const auto& r : rows)
-    for (size_t c = 0; c < r.size() && c < width.size(); c++) width[c] = std::max(width[c], r[c].size());
-  std::string out;
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t c = 0; c < r.size() && c < width.size(); c++) {
-      const std::string pad(width[c] - r[c].size(), ' ');
-      if (c > 0) line += "  ";
-      line += right[c] ? pad + r[c] : r[c] + pad;
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out += line + "\n";
-  }
-  return out;
-}
 
 // null for infinity / NaN (JSON has neither)
 nlohmann::ordered_json finite_or_null(double v) {
@@ -94,7 +76,7 @@ std::string training_table(const TrainingCost& c) {
                                      " per device-hour)"});
   if (c.energy_cost > 0) rows.push_back({"energy cost", money(c.energy_cost) + " " + c.currency});
   rows.push_back({"total cost", money(c.total_cost) + " " + c.currency});
-  out += render(rows, {false, false});
+  out += text_table(rows, {false, false});
   out += "(hardware: " + c.hardware.description + "; prices and peaks are assumptions, override with --hardware FILE)\n";
   return out;
 }
@@ -191,7 +173,7 @@ std::string serving_table(const ServingReport& r) {
   std::string out = "Serving " + r.model + (r.bench.endpoint.empty() ? "" : " (" + r.bench.endpoint + ")") + " on " +
                     r.hardware.name + " at " + money(r.hardware.price_per_hour) + " " + cur +
                     "/h per replica; bench " + r.bench.file + "\n";
-  out += render(bench_rows(r), {false, true, false, true, true, true, true, true, true, true, true, true, true});
+  out += text_table(bench_rows(r), {false, true, false, true, true, true, true, true, true, true, true, true, true});
   out += "* operating point: concurrency " + std::to_string(op.concurrency) + ", the highest " + basis_name(r) +
          (r.max_p99_ms > 0 ? " with p99 <= " + num(r.max_p99_ms) + " ms" : "") + ": " +
          num(capacity_of(r.bench, op)) + " per replica\n";
@@ -208,7 +190,7 @@ std::string serving_table(const ServingReport& r) {
          " completion tokens per request; peak " + num(d.peak_factor) + "x average, replicas sized for " +
          percent(d.target_utilisation) + " of capacity at peak (min " + std::to_string(d.min_replicas) + "); " +
          money(d.fixed_monthly) + " fixed a month; training " + money(d.training_cost) + " " + cur + "\n";
-  out += render(month_rows(r), {true, true, true, true, true, true, true, true, true, true, true, true, true});
+  out += text_table(month_rows(r), {true, true, true, true, true, true, true, true, true, true, true, true, true});
   out += "total over " + std::to_string(d.months) + " months: revenue " + money(f.total_revenue) + ", cost " +
          money(f.total_cost) + " + training " + money(d.training_cost) + ", profit " +
          money(f.total_revenue - f.total_cost - d.training_cost) + " " + cur + "\n";

@@ -52,25 +52,6 @@ std::string money(double v) { return fixed(v, 2); }
 
 // ---------------------------------------------------------------- text tables
 
-// Columns padded to their widest cell; numeric columns (right = true) align right.
-std::string render_table(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right) {
-  std::vector<size_t> width(right.size(), 0);
-  for (const auto& r : rows)
-    for (size_t c = 0; c < r.size() && c < width.size(); c++) width[c] = std::max(width[c], r[c].size());
-  std::string out;
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t c = 0; c < r.size() && c < width.size(); c++) {
-      const std::string pad(width[c] - r[c].size(), ' ');
-      if (c > 0) line += "  ";
-      line += right[c] ? pad + r[c] : r[c] + pad;
-    }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out += line + "\n";
-  }
-  return out;
-}
-
 std::vector<std::vector<std::string>> usage_rows(const std::vector<UsageTotal>& usage) {
   std::vector<std::vector<std::string>> rows = {
       {"customer", "model", "requests", "errors", "prompt tokens", "completion tokens", "classifications"}};
@@ -126,6 +107,26 @@ nlohmann::ordered_json customer_json(const std::string& customer) {
 }
 
 }  // namespace
+
+// Columns padded to their widest cell; numeric columns (right = true) align right.
+std::string text_table(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right) {
+  std::vector<size_t> width(right.size(), 0);
+  for (const auto& r : rows)
+    for (size_t c = 0; c < r.size() && c < width.size(); c++) width[c] = std::max(width[c], r[c].size());
+  std::string out;
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t c = 0; c < r.size() && c < width.size(); c++) {
+      const std::string pad(width[c] - r[c].size(), ' ');
+      if (c > 0) line += "  ";
+      line += right[c] ? pad + r[c] : r[c] + pad;
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
 
 // ---------------------------------------------------------------- price list
 
@@ -230,7 +231,7 @@ std::string invoice_table(const Invoice& inv) {
     const std::string who = inv.totals.empty() ? inv.customer : inv.totals[0].customer;
     rows.push_back({who, "", "total", "", "", "", money(inv.total), ""});
   }
-  out += render_table(rows, {false, false, false, true, true, false, true, false});
+  out += text_table(rows, {false, false, false, true, true, false, true, false});
   return out;
 }
 
@@ -268,7 +269,7 @@ std::string invoice_json(const Invoice& inv) {
 std::string usage_table(const std::vector<UsageTotal>& usage, const std::string& customer, const std::string& month) {
   std::string out = heading("Usage", customer, month);
   if (usage.empty()) return out + "(no requests)\n";
-  return out + render_table(usage_rows(usage), kUsageRight);
+  return out + text_table(usage_rows(usage), kUsageRight);
 }
 
 std::string usage_csv(const std::vector<UsageTotal>& usage) {

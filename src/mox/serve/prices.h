@@ -52,6 +52,10 @@ struct PriceList {
 PriceList parse_prices(const std::string& text, const std::string& file);
 PriceList load_prices(const std::string& path);
 
+// Columns padded to their widest cell; right[c]: right-aligned (numbers). The text tables
+// of invoices, usage, costs and `mox keys list`.
+std::string text_table(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right);
+
 // One billed item of one model.
 struct InvoiceLine {
   std::string customer, model;

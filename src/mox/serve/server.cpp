@@ -186,6 +186,24 @@ struct Server::Impl {
                      "metering_failed");
   }
 
+  // The answer to a model request that failed: its reservation released, a usage row with no
+  // tokens when a valid key made it, the metrics, the JSON error.
+  void fail(const httplib::Request& req, httplib::Response& res, const ApiError& e, const std::optional<KeyInfo>& key,
+            Admission& admission, const std::string& request_id, const std::string& model, const std::string& endpoint,
+            Clock::time_point t0) {
+    if (admission.active) limiter->settle(admission, 0);
+    if (key && e.status != 401) {
+      try {
+        meter(request_id, *key, model, endpoint, 0, 0, 0, seconds_since(t0), e.status);
+      } catch (const ApiError&) {
+        // The error answer goes out anyway; it carries no tokens.
+      }
+    }
+    metrics.request(model, endpoint, e.status, seconds_since(t0));
+    send_error(res, e);
+    log(req, e.status, seconds_since(t0), std::string(" ") + e.what());
+  }
+
   void setup_routes();
   void completions(const httplib::Request& req, httplib::Response& res, bool chat);
   void classify(const httplib::Request& req, httplib::Response& res);
@@ -535,16 +553,7 @@ void Server::Impl::completions(const httplib::Request& req, httplib::Response& r
           if (!success) job->cancel();
         });
   } catch (const ApiError& e) {
-    if (admission.active) limiter->settle(admission, 0);
-    if (key && e.status != 401) {
-      try {
-        meter(request_id, *key, model_name, endpoint, 0, 0, 0, seconds_since(t0), e.status);
-      } catch (const ApiError&) {
-      }
-    }
-    metrics.request(model_name, endpoint, e.status, seconds_since(t0));
-    send_error(res, e);
-    log(req, e.status, seconds_since(t0), std::string(" ") + e.what());
+    fail(req, res, e, key, admission, request_id, model_name, endpoint, t0);
   }
 }
 
@@ -590,16 +599,7 @@ void Server::Impl::classify(const httplib::Request& req, httplib::Response& res)
     res.set_content(dump(resp), "application/json");
     log(req, 200, seconds_since(t0), " " + m.name() + " " + std::to_string(n) + " inputs");
   } catch (const ApiError& e) {
-    if (admission.active) limiter->settle(admission, 0);
-    if (key && e.status != 401) {
-      try {
-        meter(request_id, *key, model_name, endpoint, 0, 0, 0, seconds_since(t0), e.status);
-      } catch (const ApiError&) {
-      }
-    }
-    metrics.request(model_name, endpoint, e.status, seconds_since(t0));
-    send_error(res, e);
-    log(req, e.status, seconds_since(t0), std::string(" ") + e.what());
+    fail(req, res, e, key, admission, request_id, model_name, endpoint, t0);
   }
 }
 
