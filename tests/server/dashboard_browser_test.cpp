@@ -33,6 +33,7 @@
 #include "mox/serve/prices.h"
 #include "mox/serve/server.h"
 #include "mox/serve/store.h"
+#include "../pixels.h"
 
 using namespace mox;
 using json = nlohmann::json;
@@ -94,18 +95,8 @@ size_t count_of(const std::string& s, const std::string& what) {
   return n;
 }
 
-struct Colour {
-  int r, g, b;
-};
-
-int64_t count_near(const data::Rgba8& im, Colour c, int tol) {
-  int64_t n = 0;
-  for (size_t i = 0; i + 3 < im.pixels.size(); i += 4)
-    if (std::abs(im.pixels[i] - c.r) <= tol && std::abs(im.pixels[i + 1] - c.g) <= tol &&
-        std::abs(im.pixels[i + 2] - c.b) <= tol)
-      ++n;
-  return n;
-}
+using mox::testing::Colour;
+using mox::testing::count_near;
 
 class DashboardBrowser : public ::testing::Test {
  protected:

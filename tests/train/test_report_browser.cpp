@@ -19,6 +19,7 @@
 #include "mox/data/datasets/image_file.h"
 #include "mox/train/report.h"
 #include "test_report_util.h"
+#include "../pixels.h"
 
 namespace mox::train {
 namespace {
@@ -65,19 +66,8 @@ int chromium(const TempDir& dir, const std::string& name, const std::string& act
   return std::system(cmd.c_str());
 }
 
-struct Colour {
-  int r, g, b;
-};
-
-// Pixels whose every channel lies within `tol` of c.
-int64_t count_near(const data::Rgba8& im, Colour c, int tol) {
-  int64_t n = 0;
-  for (size_t i = 0; i + 3 < im.pixels.size(); i += 4)
-    if (std::abs(im.pixels[i] - c.r) <= tol && std::abs(im.pixels[i + 1] - c.g) <= tol &&
-        std::abs(im.pixels[i + 2] - c.b) <= tol)
-      ++n;
-  return n;
-}
+using mox::testing::Colour;
+using mox::testing::count_near;
 
 // The chart svg `id` lies between the opening of <section id="section"> and its end.
 bool chart_in_section(const std::string& dom, const std::string& section, const std::string& id) {
