@@ -7,6 +7,11 @@
 #include <httplib.h>
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <filesystem>
 #include <fstream>
@@ -546,6 +551,36 @@ TEST_F(ServerTest, APortInUseIsAnError) {
     EXPECT_NE(std::string(e.what()).find("cannot listen"), std::string::npos) << e.what();
   }
   EXPECT_TRUE(threw);
+}
+
+// A streaming client that goes away: the stream is cancelled and metered once, with status
+// 499 and the tokens that were sent; the server goes on serving.
+TEST_F(ServerTest, AStreamWhoseClientLeavesIsMeteredAs499) {
+  const std::string body = json{{"model", "gpt"}, {"prompt", "User:"}, {"max_tokens", 43}, {"n", 16}, {"stream", true}}.dump();
+  const std::string request = "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + key_ +
+                              "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+                              "\r\n\r\n" + body;
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(uint16_t(server_->port()));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::send(fd, request.data(), request.size(), 0), ssize_t(request.size()));
+  ::close(fd);  // before reading anything
+  std::vector<serve::UsageTotal> usage;
+  for (int i = 0; i < 500; i++) {
+    usage = server_->store().usage(serve::month_of(serve::utc_now_iso()), "acme");
+    if (!usage.empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(usage.size(), 1u);
+  EXPECT_EQ(usage[0].requests, 1);
+  EXPECT_EQ(usage[0].errors, 1);  // status 499
+  EXPECT_LT(usage[0].completion_tokens, 16 * 43);
+  EXPECT_EQ(server_->store().row_count(), 1);
+  EXPECT_EQ(post("/v1/completions", json{{"model", "gpt"}, {"prompt", "x"}, {"max_tokens", 3}}.dump()).first, 200);
 }
 
 // A request that takes longer than the time limit is answered 504 (and metered with no

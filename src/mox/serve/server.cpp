@@ -1,6 +1,7 @@
 #include "mox/serve/server.h"
 
 #include <httplib.h>
+#include <signal.h>
 #include <sys/socket.h>
 
 #include <chrono>
@@ -755,6 +756,11 @@ Server::~Server() {
 
 void Server::start() {
   Impl& s = *impl_;
+  // A client that leaves makes the next write to its socket raise SIGPIPE, which would end
+  // the process: the server answers it as a failed write instead (unless the program has
+  // its own handler).
+  struct sigaction old{};
+  if (::sigaction(SIGPIPE, nullptr, &old) == 0 && old.sa_handler == SIG_DFL) ::signal(SIGPIPE, SIG_IGN);
   if (s.opt.port == 0) port_ = s.http.bind_to_any_port(s.opt.host);
   else port_ = s.http.bind_to_port(s.opt.host, s.opt.port) ? s.opt.port : -1;
   MOX_CHECK(port_ > 0, "--port",
