@@ -18,6 +18,8 @@
 // time limit (504 when exceeded) and a body size limit (413).
 // Shutdown (stop(), or SIGINT/SIGTERM in the CLI) stops accepting connections, lets the
 // requests in flight finish and write their usage rows, then closes the database.
+// start() sets SIGPIPE to be ignored when the program left it at its default (a client that
+// leaves must not end the process).
 #include <atomic>
 #include <cstdint>
 #include <memory>
