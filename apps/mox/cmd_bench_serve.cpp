@@ -27,7 +27,7 @@
 #include "mox/serve/store.h"
 #include "mox/tensor/error.h"
 #include "mox/train/compress.h"
-#include "mox/train/run.h"
+#include "mox/data/pipeline.h"
 
 namespace mox::cli {
 
@@ -63,11 +63,11 @@ ojson request_for(const std::string& dir, const std::string& name, const std::st
     *path = "/v1/completions";
     return {{"model", name}, {"prompt", prompt}, {"max_tokens", max_tokens}, {"temperature", 0.8}};
   }
-  train::LoadedRun run = train::load_run(dir);
+  const data::Preprocessor pre = data::Preprocessor::load(dir);
   *path = "/v1/classify";
-  if (run.preprocess.kind == data::Preprocessor::Kind::Text) return {{"model", name}, {"input", "a short example text"}};
+  if (pre.kind == data::Preprocessor::Kind::Text) return {{"model", name}, {"input", "a short example text"}};
   int64_t per = 1;
-  for (int64_t d : run.preprocess.input_shape) per *= d;
+  for (int64_t d : pre.input_shape) per *= d;
   return {{"model", name}, {"input", std::vector<double>(size_t(per), 0.25)}};
 }
 

@@ -100,6 +100,16 @@ Buffers& buffers() {
   return b;
 }
 
+// The u8 codes of x, dense in memory (contiguous or channels-last): its own data when it is
+// already u8, else x quantised with p element by element in memory order into buf.
+const uint8_t* u8_codes(const Tensor& x, const QParams& p, std::vector<uint8_t>& buf) {
+  if (x.dtype() == DType::U8) return x.data<uint8_t>();
+  const int64_t n = x.numel();
+  buf.resize(size_t(n));
+  cpu::quantize_rows_u8(x.data<float>(), 1, n, n, p.scale, p.zero_point, buf.data(), n, 0);
+  return buf.data();
+}
+
 // Quantises F32 rows x [rows, K] into buf [rows, ld] per `in`; fills scale/zp.
 // Token mode: per-row scales into `scales` and zero point 128.
 void quantize_input(const float* x, int64_t rows, int64_t K, int64_t ld, const QInput& in,
@@ -263,15 +273,7 @@ Tensor qlinear(const Tensor& x, const QWeight& w, const QInput& in, const QOutpu
   if (in.mode == QActMode::Static && x.dtype() == DType::F32) check_params(in.params, op, "input");
   if (in.mode == QActMode::Static && cpu::int8_dnnl_enabled()) {
     // Static: the whole epilogue fused into oneDNN's primitive (dense u8 rows in).
-    const uint8_t* ap = nullptr;
-    if (x.dtype() == DType::U8) {
-      ap = xc.data<uint8_t>();
-    } else {
-      B.a.resize(size_t(M * K));
-      cpu::quantize_rows_u8(xc.data<float>(), 1, M * K, M * K, in.params.scale, in.params.zero_point,
-                            B.a.data(), M * K, 0);
-      ap = B.a.data();
-    }
+    const uint8_t* ap = u8_codes(xc, in.params, B.a);
     if (cpu::qlinear_dnnl_static(M, ap, *pw, static_epilogue(w, in, out), y.raw_data())) return y;
     if (x.dtype() == DType::F32) {
       // below oneDNN's size threshold: the own kernel on the rows just quantised
@@ -374,16 +376,7 @@ Tensor qconv2d(const Tensor& x, const QWeight& w, std::array<int64_t, 2> stride,
                        : empty({Nb, OC, OH, OW}, out.requantize ? DType::U8 : DType::F32);
     const cpu::QStaticEpilogue sep = static_epilogue(w, in, out);
     if (cpu::int8_dnnl_enabled()) {
-      const uint8_t* xq = nullptr;
-      if (x.dtype() == DType::U8) {
-        xq = xs.data<uint8_t>();
-      } else {
-        // quantised element by element in memory order: the layout is kept
-        B.x.resize(size_t(Nb * img));
-        cpu::quantize_rows_u8(xs.data<float>(), 1, Nb * img, Nb * img, in.params.scale, in.params.zero_point,
-                              B.x.data(), Nb * img, 0);
-        xq = B.x.data();
-      }
+      const uint8_t* xq = u8_codes(xs, in.params, B.x);  // memory order: the layout is kept
       if (cpu::qconv2d_dnnl_static(xq, cl, Nb, C, H, W, *pw, kh, kw, stride[0], stride[1], padding[0],
                                    padding[1], dilation[0], dilation[1], OH, OW, sep, cl_out, ys.raw_data()))
         return ys;

@@ -12,18 +12,12 @@
 #include <numeric>
 #include <thread>
 
+#include "mox/serve/store.h"
 #include "mox/tensor/error.h"
 
 namespace mox::serve {
 
 using Clock = std::chrono::steady_clock;
-
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t rank = size_t(std::ceil(q / 100.0 * double(v.size())));
-  return v[std::min(v.size() - 1, rank == 0 ? 0 : rank - 1)];
-}
 
 nlohmann::ordered_json LoadResult::to_json() const {
   nlohmann::ordered_json j;
@@ -120,9 +114,10 @@ LoadResult run_load(const LoadOptions& o) {
   r.duration_s = std::chrono::duration<double>(Clock::now() - t0).count();
   r.errors = errors.load();
   r.failed = failed.load();
-  r.p50_ms = percentile(latencies, 50);
-  r.p90_ms = percentile(latencies, 90);
-  r.p99_ms = percentile(latencies, 99);
+  std::sort(latencies.begin(), latencies.end());
+  r.p50_ms = nearest_rank(latencies, 50);
+  r.p90_ms = nearest_rank(latencies, 90);
+  r.p99_ms = nearest_rank(latencies, 99);
   r.mean_ms = latencies.empty() ? 0 : std::accumulate(latencies.begin(), latencies.end(), 0.0) / double(latencies.size());
   return r;
 }

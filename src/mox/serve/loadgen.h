@@ -41,7 +41,4 @@ struct LoadResult {
 
 LoadResult run_load(const LoadOptions& options);
 
-// Nearest-rank percentile (q in [0, 100]) of unsorted values; 0 for none.
-double percentile(std::vector<double> values, double q);
-
 }  // namespace mox::serve

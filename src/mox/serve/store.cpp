@@ -279,15 +279,6 @@ bool is_month(const std::string& m) {
   return mm >= 1 && mm <= 12;
 }
 
-// Nearest-rank percentile of sorted values: the smallest value with at least p% of the
-// values at or below it.
-double nearest_rank(const std::vector<double>& sorted, double p) {
-  if (sorted.empty()) return 0;
-  size_t rank = size_t(std::ceil(p / 100.0 * double(sorted.size())));
-  rank = std::clamp<size_t>(rank, 1, sorted.size());
-  return sorted[rank - 1];
-}
-
 const char* kKeyColumns =
     "SELECT k.id, c.name, k.prefix, k.rpm, k.tpm, k.monthly_tokens, k.created_at, "
     "coalesce(k.revoked_at, '') FROM api_keys k JOIN customers c ON c.id = k.customer_id ";
@@ -306,6 +297,15 @@ KeyInfo key_from(const Stmt& s) {
 }
 
 }  // namespace
+
+// Nearest-rank percentile of sorted values: the smallest value with at least p% of the
+// values at or below it.
+double nearest_rank(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t rank = size_t(std::ceil(p / 100.0 * double(sorted.size())));
+  rank = std::clamp<size_t>(rank, 1, sorted.size());
+  return sorted[rank - 1];
+}
 
 // ---------------------------------------------------------------- Store
 

@@ -118,6 +118,10 @@ class Store {
   mutable std::mutex mu_;
 };
 
+// Nearest-rank percentile (p in [0, 100]) of ascending values: the smallest value with at
+// least p% of the values at or below it; 0 for none. (Dashboard buckets, mox bench-serve.)
+double nearest_rank(const std::vector<double>& sorted, double p);
+
 // "2026-11-23T10:00:00Z" for now (UTC), and its month "2026-11".
 std::string utc_now_iso();
 std::string month_of(const std::string& iso);
